@@ -1,0 +1,1 @@
+// filled in by the codec_quantize work
