@@ -23,14 +23,16 @@ struct ReadableBuffer {
 inline ReadableBuffer readable_buffer(const pybind11::handle& obj, const char* arg) {
   if (!PyObject_CheckBuffer(obj.ptr())) {
     throw pybind11::type_error(std::string(arg) + ": expected a bytes-like object or array, got " +
-                               std::string(pybind11::str(obj.get_type().attr("__name__"))));
+                               std::string(pybind11::str(pybind11::type::handle_of(obj).attr("__name__"))));
   }
-  Py_buffer view;
-  if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+  // buffer_info takes ownership of a heap-allocated Py_buffer and releases it when destroyed.
+  auto* view = new Py_buffer();
+  if (PyObject_GetBuffer(obj.ptr(), view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+    delete view;
     PyErr_Clear();
     throw pybind11::value_error(std::string(arg) + ": the buffer must be C-contiguous");
   }
-  ReadableBuffer out{pybind11::buffer_info(&view, /*ownview=*/true), {}};
+  ReadableBuffer out{pybind11::buffer_info(view, /*ownview=*/true), {}};
   out.span = {static_cast<const std::uint8_t*>(out.info.ptr),
               static_cast<std::size_t>(out.info.size * out.info.itemsize)};
   return out;
@@ -55,6 +57,46 @@ inline ByteSpan contiguous_bytes(const pybind11::array& arr, const char* arg) {
     throw pybind11::value_error(std::string(arg) + ": the array must be C-contiguous");
   }
   return {static_cast<const std::uint8_t*>(arr.data()), static_cast<std::size_t>(arr.nbytes())};
+}
+
+}  // namespace pydata::bindings
+
+#include <optional>
+
+#include "core/thread_pool.hpp"
+
+namespace pydata::bindings {
+
+/// `obj` as a 1-D C-contiguous int64 array. Accepts any integer array or sequence of ints;
+/// raises TypeError for floats (which numpy would silently truncate) and ValueError if not 1-D.
+inline pybind11::array_t<std::int64_t, pybind11::array::c_style> index_array(
+    const pybind11::handle& obj, const char* arg) {
+  auto arr = pybind11::array::ensure(obj);
+  if (!arr) throw pybind11::type_error(std::string(arg) + ": expected a sequence of integers");
+  const char kind = arr.dtype().kind();
+  if (arr.size() != 0 && kind != 'i' && kind != 'u') {
+    throw pybind11::type_error(std::string(arg) + ": expected integers, got dtype " +
+                               std::string(pybind11::str(arr.dtype())));
+  }
+  if (arr.ndim() != 1) {
+    throw pybind11::value_error(std::string(arg) + ": expected a 1-D sequence, got " +
+                                std::to_string(arr.ndim()) + " dimensions");
+  }
+  // forcecast: an int32 or uint64 array is converted (uint64 past int64 wraps negative and is
+  // then reported as out of range); the kind check above already refused floats.
+  auto out = pybind11::array_t<std::int64_t, pybind11::array::c_style |
+                                                 pybind11::array::forcecast>::ensure(arr);
+  if (!out) throw pybind11::error_already_set();
+  return out;
+}
+
+/// The thread count a heavy call uses: `threads`, or ThreadPool::default_threads() if None.
+inline std::size_t thread_count(std::optional<long> threads) {
+  if (!threads) return ThreadPool::default_threads();
+  if (*threads < 1) {
+    throw pybind11::value_error("threads must be >= 1, got " + std::to_string(*threads));
+  }
+  return static_cast<std::size_t>(*threads);
 }
 
 }  // namespace pydata::bindings
