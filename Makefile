@@ -10,7 +10,7 @@ TORCH_VERSION ?= 2.13.0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := liblz4-dev pkg-config g++ cmake make python3-venv
 
-.PHONY: demo test system venv install install-test stage clean
+.PHONY: demo test system venv install install-test stage stubs clean
 
 demo: install
 	$(BIN)/pydata demo
@@ -48,6 +48,11 @@ stage:
 	for f in $(abspath pydata)/*; do ln -s $$f $(BUILD)/stage/pydata/; done
 	ln -s $(abspath models) $(BUILD)/stage/pydata/models
 	cp $(BUILD)/_core*.so $(BUILD)/stage/pydata/
+
+# Regenerate the committed type stub from the installed extension (tests/unit/test_stubs.py checks it).
+stubs: install-test
+	cd /tmp && $(abspath $(BIN)/python) -m pybind11_stubgen pydata._core -o $(abspath build/stubs)
+	cp build/stubs/pydata/_core.pyi pydata/_core.pyi
 
 clean:
 	rm -rf build dist wheelhouse

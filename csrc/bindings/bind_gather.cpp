@@ -2,6 +2,7 @@
 // gather_ranges. Each section object keeps its Python sources (mmap views, arrays) alive.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
+#include <pybind11/typing.h>
 
 #include <optional>
 
@@ -16,6 +17,9 @@ namespace pydata::bindings {
 namespace {
 
 using Names = std::optional<std::vector<std::string>>;
+using Sources = py::typing::Iterable<BytesArg>;
+using Sections = py::typing::Iterable<py::typing::Tuple<py::array, BytesArg>>;
+using RangesResult = py::typing::Tuple<py::array, py::array>;
 
 // The core objects hold raw pointers; these wrappers own the buffers those pointers come from.
 struct PyFixedSections {
@@ -29,7 +33,7 @@ struct PyIndexedSections {
   IndexedSections core;
 };
 
-std::unique_ptr<PyFixedSections> make_fixed(const py::sequence& sources, std::size_t row_bytes,
+std::unique_ptr<PyFixedSections> make_fixed(const Sources& sources, std::size_t row_bytes,
                                             Names names) {
   std::vector<ReadableBuffer> buffers;
   std::vector<ByteSpan> spans;
@@ -41,7 +45,7 @@ std::unique_ptr<PyFixedSections> make_fixed(const py::sequence& sources, std::si
   return std::unique_ptr<PyFixedSections>(new PyFixedSections{std::move(buffers), std::move(core)});
 }
 
-std::unique_ptr<PyIndexedSections> make_indexed(const py::sequence& sections, Names names) {
+std::unique_ptr<PyIndexedSections> make_indexed(const Sections& sections, Names names) {
   std::vector<py::array_t<std::uint64_t, py::array::c_style>> offsets;
   std::vector<ReadableBuffer> payloads;
   std::vector<IndexedSection> spans;
@@ -61,7 +65,7 @@ std::unique_ptr<PyIndexedSections> make_indexed(const py::sequence& sections, Na
       new PyIndexedSections{std::move(offsets), std::move(payloads), std::move(core)});
 }
 
-py::array gather_fixed(const PyFixedSections& self, const py::handle& indices, py::array out,
+py::array gather_fixed(const PyFixedSections& self, const IndexArg& indices, py::array out,
                        std::optional<long> threads) {
   const auto idx = index_array(indices, "indices");
   const MutableByteSpan dst = writable_bytes(out, "out");
@@ -73,7 +77,7 @@ py::array gather_fixed(const PyFixedSections& self, const py::handle& indices, p
   return out;
 }
 
-py::tuple gather_indexed(const PyIndexedSections& self, const py::handle& indices,
+RangesResult gather_indexed(const PyIndexedSections& self, const IndexArg& indices,
                          std::optional<py::array> out, std::optional<long> threads) {
   const auto idx = index_array(indices, "indices");
   const auto count = static_cast<std::size_t>(idx.size());
@@ -91,7 +95,7 @@ py::tuple gather_indexed(const PyIndexedSections& self, const py::handle& indice
     py::gil_scoped_release nogil;
     self.core.copy(idx.data(), count, offsets_ptr, dst, n);
   }
-  return py::make_tuple(offsets, payload);
+  return RangesResult(py::make_tuple(offsets, payload));
 }
 
 }  // namespace
@@ -143,7 +147,7 @@ Raises:
 
   m.def(
       "gather_rows",
-      [](const py::sequence& sources, const py::handle& indices, py::array out,
+      [](const Sources& sources, const IndexArg& indices, py::array out,
          std::optional<long> threads) {
         if (out.ndim() < 1) throw FormatError("out must have one row per index, got a 0-d array");
         std::size_t row_bytes = static_cast<std::size_t>(out.itemsize());
@@ -163,7 +167,7 @@ One-shot :meth:`FixedSections.gather`; the row size is ``out.nbytes // out.shape
 
   m.def(
       "gather_ranges",
-      [](const py::sequence& sections, const py::handle& indices, std::optional<py::array> out,
+      [](const Sections& sections, const IndexArg& indices, std::optional<py::array> out,
          std::optional<long> threads) {
         return gather_indexed(*make_indexed(sections, std::nullopt), indices, std::move(out), threads);
       },

@@ -2,6 +2,10 @@
 // returns numpy views whose base is the MappedFile, so a view keeps the mapping alive.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
+#include <pybind11/stl/filesystem.h>
+#include <pybind11/typing.h>
+
+#include <filesystem>
 
 #include <optional>
 
@@ -73,10 +77,9 @@ Raises:
     FileNotFoundError / PermissionError / IsADirectoryError: the file cannot be opened.
     pydata.CorruptDataError: the file is empty or shorter than ``min_size`` bytes.
 )doc")
-      .def(py::init([](const py::object& path, std::size_t min_size) {
-             const auto p = py::module_::import("os").attr("fspath")(path).cast<std::string>();
+      .def(py::init([](const std::filesystem::path& path, std::size_t min_size) {
              py::gil_scoped_release nogil;
-             return MappedFile::open(p, min_size);
+             return MappedFile::open(path.string(), min_size);
            }),
            py::arg("path"), py::kw_only(), py::arg("min_size") = 0)
       .def_property_readonly("path", &MappedFile::path, "The path the file was opened with.")
@@ -127,7 +130,8 @@ Raises:
           "Touches every page of the range so it is resident; returns the pages touched.")
       .def("__reduce__",
            [](const py::object& self) {
-             return py::make_tuple(py::type::handle_of(self), py::make_tuple(self.attr("path")));
+             using Reduced = py::typing::Tuple<py::type, py::typing::Tuple<py::str>>;
+             return Reduced(py::make_tuple(py::type::of(self), py::make_tuple(self.attr("path"))));
            })
       .def("__repr__", [](const MappedFile& self) {
         return "MappedFile('" + self.path() + "', size=" + std::to_string(self.size()) + ")";

@@ -67,6 +67,23 @@ inline ByteSpan contiguous_bytes(const pybind11::array& arr, const char* arg) {
 
 namespace pydata::bindings {
 
+/// A bytes-like argument (anything with the buffer protocol), read with `readable_buffer`.
+/// Declared so the generated stub admits numpy arrays too: numpy's own stubs declare
+/// `__buffer__` (the Buffer protocol) only for Python >= 3.12.
+class BytesArg : public pybind11::object {
+ public:
+  static bool accepts(PyObject* obj) { return PyObject_CheckBuffer(obj) != 0; }
+  PYBIND11_OBJECT_DEFAULT(BytesArg, object, accepts)
+};
+
+/// An argument taken as any object and converted by `index_array`; declared so that the
+/// generated stub says what it accepts (numpy.typing.ArrayLike) instead of Any.
+class IndexArg : public pybind11::object {
+ public:
+  static bool accepts(PyObject* /*obj*/) { return true; }
+  PYBIND11_OBJECT_DEFAULT(IndexArg, object, accepts)
+};
+
 /// `obj` as a 1-D C-contiguous int64 array. Accepts any integer array or sequence of ints;
 /// raises TypeError for floats (which numpy would silently truncate) and ValueError if not 1-D.
 inline pybind11::array_t<std::int64_t, pybind11::array::c_style> index_array(
@@ -100,3 +117,13 @@ inline std::size_t thread_count(std::optional<long> threads) {
 }
 
 }  // namespace pydata::bindings
+
+template <>
+struct pybind11::detail::handle_type_name<pydata::bindings::BytesArg> {
+  static constexpr auto name = const_name("typing_extensions.Buffer | numpy.ndarray");
+};
+
+template <>
+struct pybind11::detail::handle_type_name<pydata::bindings::IndexArg> {
+  static constexpr auto name = const_name("numpy.typing.ArrayLike");
+};
