@@ -57,6 +57,26 @@ def measure(fn: Callable[[], object], repeats: int = 5, warmup: int = 1,
     return Timing(samples)
 
 
+def measure_interleaved(cases: dict[str, Callable[[], object]], repeats: int = 7,
+                        before: Callable[[], object] | None = None) -> dict[str, Timing]:
+    """Times several cases round by round (the order rotating each round), so that every case
+    sees the same machine: on a shared VM the bandwidth drifts by tens of percent between
+    seconds, and timing one case after another would turn that drift into a false ratio."""
+    names = list(cases)
+    for name in names:  # warm-up round
+        cases[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if before:
+                before()
+            start = time.perf_counter()
+            cases[name]()
+            samples[name].append(time.perf_counter() - start)
+    return {name: Timing(times) for name, times in samples.items()}
+
+
 def environment() -> dict[str, Any]:
     """Versions and machine facts that a result depends on."""
     import numpy

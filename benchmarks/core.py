@@ -7,7 +7,8 @@
   large copy of the same number of bytes (the memcpy ceiling), rows of 256 B, 4 KiB, 64 KiB,
   with 1 and 2 threads. The file is made resident (every page touched) right before each
   timed repeat, because this VM pages out file pages that sit idle for ~30 s: these are hot
-  figures.
+  figures. The cases are timed in interleaved rounds (best of 9 each), so a drift of the
+  machine's bandwidth cannot masquerade as a difference between them.
 - Codecs: encode/decode GB/s and compression ratio on smooth float16 latents and on noise,
   vs the python ``lz4.block`` module.
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import lz4.block
 import numpy as np
-from _common import markdown_table, measure, write_results
+from _common import markdown_table, measure, measure_interleaved, write_results
 
 import pydata
 from pydata.synthetic import noise_latents, smooth_latents
@@ -122,7 +123,7 @@ def bench_gather(workdir: Path, source_mib: int, out_mib: int) -> list[dict[str,
             "pydata gather, 1 thread": lambda: [sections.gather(idx, out, threads=1) for idx in order],
             "pydata gather, 2 threads": lambda: [sections.gather(idx, out, threads=2) for idx in order],
         }
-        measured = {name: measure(fn, repeats=5, before=hot) for name, fn in cases.items()}
+        measured = measure_interleaved(cases, repeats=9, before=hot)
         ceiling = epoch_bytes / measured["memcpy (ceiling)"].best
         for name, t in measured.items():
             rate = epoch_bytes / t.best
