@@ -26,7 +26,7 @@ def smooth_latents(
 
     Each channel is white noise filtered in the frequency domain by a Gaussian low-pass of
     width ``cutoff`` (in cycles per sample; 0.05 gives a correlation length of about three
-    samples), then scaled to unit standard deviation.
+    samples), then scaled to unit variance (in expectation).
 
     Args:
         count: Number of latents.
@@ -49,7 +49,9 @@ def smooth_latents(
     radius2 = freqs[:, None] ** 2 + freqs[None, :] ** 2
     lowpass = np.exp(-radius2 / (2.0 * cutoff**2)).astype(np.float32)
     smooth = np.fft.ifft2(np.fft.fft2(white) * lowpass).real.astype(np.float32)
-    smooth /= smooth.std(axis=(-2, -1), keepdims=True) + 1e-6
+    # Filtered unit white noise has variance mean(|H|^2): dividing by the filter's gain gives
+    # unit variance in expectation, without the blow-up of dividing by a tiny grid's sample std.
+    smooth /= np.sqrt(np.mean(lowpass**2))
     return np.ascontiguousarray(smooth.astype(dtype))
 
 
