@@ -25,6 +25,17 @@ struct FdCloser {
   ~FdCloser() { ::close(fd); }
 };
 
+// The pages [first, last] that hold bytes [offset, offset + length); length > 0.
+struct PageRange {
+  std::size_t first;
+  std::size_t last;
+  [[nodiscard]] std::size_t count() const noexcept { return last - first + 1; }
+};
+
+PageRange pages_of(std::size_t offset, std::size_t length) {
+  return {offset / page_size(), (offset + length - 1) / page_size()};
+}
+
 std::string range_text(std::size_t offset, std::size_t length) {
   return "[" + std::to_string(offset) + ", " + std::to_string(offset + length) + ")";
 }
@@ -105,10 +116,9 @@ std::size_t MappedFile::resident_bytes(std::size_t offset, std::size_t length) c
   check_range(offset, length);
   if (length == 0) return 0;
   const std::size_t page = page_size();
-  const std::size_t first = offset / page;
-  const std::size_t last = (offset + length - 1) / page;
+  const auto [first, last] = pages_of(offset, length);
   std::vector<unsigned char> pages(last - first + 1);
-  if (::mincore(const_cast<std::uint8_t*>(data_) + first * page, (last - first + 1) * page,
+  if (::mincore(const_cast<std::uint8_t*>(data_) + first * page, pages.size() * page,
                 pages.data()) != 0) {
     throw OsError(errno, "mincore " + range_text(offset, length) + " of", path_);
   }
@@ -127,13 +137,13 @@ std::size_t MappedFile::prefault(std::size_t offset, std::size_t length) const {
   check_range(offset, length);
   if (length == 0) return 0;
   const std::size_t page = page_size();
-  const std::size_t first = offset / page;
-  const std::size_t last = (offset + length - 1) / page;
+  const PageRange range = pages_of(offset, length);
+  const auto [first, last] = range;
   // volatile: the reads exist only for their side effect of faulting the pages in.
   volatile std::uint8_t sink = 0;
   for (std::size_t p = first; p <= last; ++p) sink = sink + data_[std::max(p * page, offset)];
   (void)sink;
-  return last - first + 1;
+  return range.count();
 }
 
 }  // namespace pydata
