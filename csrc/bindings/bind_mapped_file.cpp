@@ -28,6 +28,15 @@ std::size_t length_or_rest(const MappedFile& file, std::size_t offset,
   return offset <= file.size() ? file.size() - offset : 0;
 }
 
+// A read-only query over [offset, offset + length), run without the GIL.
+template <std::size_t (MappedFile::*kQuery)(std::size_t, std::size_t) const>
+std::size_t range_query(const MappedFile& self, std::size_t offset,
+                        std::optional<std::size_t> length) {
+  const std::size_t bytes = length_or_rest(self, offset, length);
+  py::gil_scoped_release nogil;
+  return (self.*kQuery)(offset, bytes);
+}
+
 py::array view(const FilePtr& file, std::size_t offset, std::optional<std::size_t> length,
                const py::object& dtype_arg, const py::object& shape_arg) {
   const py::dtype dtype = py::dtype::from_args(dtype_arg);
@@ -112,20 +121,12 @@ Raises:
           "madvise() a range: 'normal', 'sequential', 'random', 'willneed' or 'dontneed'.")
       .def(
           "resident_bytes",
-          [](const MappedFile& self, std::size_t offset, std::optional<std::size_t> length) {
-            const std::size_t bytes = length_or_rest(self, offset, length);
-            py::gil_scoped_release nogil;
-            return self.resident_bytes(offset, bytes);
-          },
+          &range_query<&MappedFile::resident_bytes>,
           py::arg("offset") = 0, py::arg("length") = py::none(),
           "Bytes of the range resident in the page cache now (mincore), for diagnostics.")
       .def(
           "prefault",
-          [](const MappedFile& self, std::size_t offset, std::optional<std::size_t> length) {
-            const std::size_t bytes = length_or_rest(self, offset, length);
-            py::gil_scoped_release nogil;
-            return self.prefault(offset, bytes);
-          },
+          &range_query<&MappedFile::prefault>,
           py::arg("offset") = 0, py::arg("length") = py::none(),
           "Touches every page of the range so it is resident; returns the pages touched.")
       .def("__reduce__",

@@ -179,7 +179,7 @@ void decode_into(ByteSpan blob, const BlobInfo& info, MutableByteSpan dst);
 /// Decodes blob i into row i of `dst`, an array of `dtype` and `shape` ==
 /// (blobs.size(), *sample_shape). Every header is validated before any row is written; errors
 /// name the blob index. Runs on `ThreadPool::shared()` with up to `threads` threads
-/// (0 means `ThreadPool::default_threads()`).
+/// (the caller resolves the default, as for gather).
 void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
                   const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
                   std::size_t threads);

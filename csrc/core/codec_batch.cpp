@@ -70,7 +70,6 @@ void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
     check_destination(infos[i], dtype, sample_shape,
                       "decode_batch: out[" + std::to_string(i) + "]");
   }
-  if (threads == 0) threads = ThreadPool::default_threads();
   ThreadPool::shared().parallel_for(n, threads, [&](std::size_t i) {
     try {
       decode_into(blobs[i], infos[i], dst.sub(i * row_bytes, row_bytes));
