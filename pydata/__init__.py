@@ -4,10 +4,14 @@ The names below are the public API. The compiled core (``pydata._core``) is re-e
 ``RingBuffer``, ``MappedFile``, the batch gather (``FixedSections``, ``IndexedSections``,
 ``gather_rows``, ``gather_ranges``), the tensor codecs (``encode``, ``decode``,
 ``decode_batch``, ``blob_info``, ``quantization_error``, ``CODECS``) and ``checksum``.
-Importing pydata does not import torch, s3fs or DALI.
+The dataset format (``Field``, ``ShardWriter``, ``merge_index``, ``read_index``) needs no torch;
+the torch-facing names (``MemoryMappedDataset``, ``Loader``, ``create_dataloader``, ``collate``)
+are imported on first use, so importing pydata does not import torch, s3fs or DALI.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 # errors first: the compiled core imports pydata.errors while it initialises.
 from pydata import errors
@@ -29,27 +33,64 @@ from pydata._core import (  # noqa: E402  (after errors, on purpose)
     quantization_error,
 )
 
+from pydata.format import Field, ShardWriter, merge_index, read_index  # noqa: E402
+
 __version__ = "0.1.0"
+
+# Names whose modules import torch: resolved on first attribute access (PEP 562).
+_LAZY = {
+    "Loader": "pydata.loader.loader",
+    "MemoryMappedDataset": "pydata.datasets.mmap",
+    "collate": "pydata.datasets.batch",
+    "create_dataloader": "pydata.loader.dataloader",
+}
+
+if TYPE_CHECKING:
+    from pydata.datasets.batch import collate
+    from pydata.datasets.mmap import MemoryMappedDataset
+    from pydata.loader.dataloader import create_dataloader
+    from pydata.loader.loader import Loader
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        msg = f"module 'pydata' has no attribute {name!r}"
+        raise AttributeError(msg)
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CODECS",
     "ClosedError",
     "CorruptDataError",
+    "Field",
     "FixedSections",
     "FormatError",
     "IndexedSections",
+    "Loader",
     "MappedFile",
+    "MemoryMappedDataset",
     "PydataError",
     "RingBuffer",
+    "ShardWriter",
     "WaitTimeoutError",
     "__version__",
     "blob_info",
     "checksum",
+    "collate",
+    "create_dataloader",
     "decode",
     "decode_batch",
     "encode",
     "errors",
     "gather_ranges",
     "gather_rows",
+    "merge_index",
     "quantization_error",
+    "read_index",
 ]

@@ -9,6 +9,7 @@ builtin that describes it best, so callers can catch either ``pydata.PydataError
 from __future__ import annotations
 
 __all__ = [
+    "AuditError",
     "ClosedError",
     "CorruptDataError",
     "FormatError",
@@ -35,3 +36,7 @@ class ClosedError(PydataError, RuntimeError):
 
 class WaitTimeoutError(PydataError, TimeoutError):
     """A blocking call reached its timeout before it could complete."""
+
+
+class AuditError(PydataError, RuntimeError):
+    """A loader's end-of-epoch audit found samples delivered twice, missing, or foreign."""

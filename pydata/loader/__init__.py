@@ -1,0 +1,2 @@
+"""Loading batches: the Loader, torch DataLoader helpers and batch transforms
+(:mod:`pydata.loader.transforms`)."""
