@@ -43,11 +43,13 @@ _LAZY = {
     "MemoryMappedDataset": "pydata.datasets.mmap",
     "collate": "pydata.datasets.batch",
     "create_dataloader": "pydata.loader.dataloader",
+    "transforms": "pydata.loader.transforms",  # the module itself
 }
 
 if TYPE_CHECKING:
     from pydata.datasets.batch import collate
     from pydata.datasets.mmap import MemoryMappedDataset
+    from pydata.loader import transforms
     from pydata.loader.dataloader import create_dataloader
     from pydata.loader.loader import Loader
 
@@ -59,7 +61,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(msg)
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    imported = importlib.import_module(module)
+    value = imported if module.endswith("." + name) else getattr(imported, name)
     globals()[name] = value
     return value
 
@@ -93,4 +96,5 @@ __all__ = [
     "merge_index",
     "quantization_error",
     "read_index",
+    "transforms",
 ]

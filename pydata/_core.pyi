@@ -6,9 +6,10 @@ import collections.abc
 import numpy
 import numpy.typing
 import os
+import types
 import typing
 import typing_extensions
-__all__: list[str] = ['CODECS', 'FixedSections', 'IndexedSections', 'MappedFile', 'RingBuffer', 'blob_info', 'checksum', 'decode', 'decode_batch', 'encode', 'gather_ranges', 'gather_rows', 'quantization_error']
+__all__: list[str] = ['CODECS', 'FileReader', 'FixedSections', 'IndexedSections', 'MappedFile', 'RingBuffer', 'blob_info', 'checksum', 'decode', 'decode_batch', 'encode', 'gather_ranges', 'gather_rows', 'quantization_error']
 class RingBuffer:
     """
     A bounded lock-free multi-producer multi-consumer queue of uint64 tokens.
@@ -136,6 +137,82 @@ class MappedFile:
         """
         File size in bytes.
         """
+class FileReader:
+    """
+    Reads byte ranges of several files with plain ``pread`` into one buffer, on the shared thread
+    pool with the GIL released. For file systems where reading through a memory mapping is slow
+    (NFS, FUSE): each range costs one or a few large reads instead of one page fault per page.
+    
+    Opens every file read-only at construction and records its size. Pickles by paths: a worker
+    process re-opens the files. Use as a context manager, or call :meth:`close`.
+    
+    Args:
+        paths: The files, in file-id order.
+    
+    Raises:
+        FileNotFoundError / PermissionError / IsADirectoryError: a file cannot be opened
+            (``filename`` is its path).
+    """
+    def __enter__(self) -> FileReader:
+        ...
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: types.TracebackType | None) -> None:
+        """
+        Closes the files.
+        """
+    def __init__(self, paths: collections.abc.Sequence[os.PathLike | str | bytes]) -> None:
+        ...
+    def __len__(self) -> int:
+        """
+        Number of files.
+        """
+    def __reduce__(self) -> tuple[type, tuple[list[str]]]:
+        ...
+    def __repr__(self) -> str:
+        ...
+    def close(self) -> None:
+        """
+        Closes the files, after any read in flight has finished. Idempotent.
+        """
+    def read(self, file_ids: numpy.typing.ArrayLike, offsets: numpy.typing.ArrayLike, lengths: numpy.typing.ArrayLike, out: typing_extensions.Buffer | numpy.ndarray, *, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> int:
+        """
+        Copies range k, bytes ``[offsets[k], offsets[k] + lengths[k])`` of file ``file_ids[k]``, into
+        ``out`` right after range k - 1, so the ranges land back to back from byte 0. Every argument
+        is checked before the first read. Returns the total bytes read, ``sum(lengths)``.
+        
+        Args:
+            file_ids: Integer file ids (indices into ``paths``), one per range.
+            offsets: Non-negative byte offsets, as many as ``file_ids``.
+            lengths: Non-negative byte counts, as many as ``file_ids``.
+            out: A writable C-contiguous buffer (numpy array, bytearray, a tensor via ``.numpy()``)
+                of at least ``sum(lengths)`` bytes.
+            threads: Most threads to use; None means the pool's default. Batches under 1 MiB are
+                read on the calling thread.
+        
+        Raises:
+            IndexError: a file id is out of range (names it and its position).
+            pydata.CorruptDataError: a range lies past its file's end at open, or the file ended
+                early while being read (truncated since open); names the path.
+            pydata.FormatError: the arrays differ in length, or ``out`` is too small.
+            pydata.ClosedError: the reader is closed.
+            OSError: a read failed (``filename`` is the path).
+            TypeError / ValueError: an argument is not integers, is negative, or ``out`` is read-only
+                or not C-contiguous.
+        """
+    @property
+    def closed(self) -> bool:
+        """
+        Whether close() has been called.
+        """
+    @property
+    def paths(self) -> list[str]:
+        """
+        The paths, in file-id order.
+        """
+    @property
+    def sizes(self) -> list[int]:
+        """
+        Each file's size in bytes at open.
+        """
 class FixedSections:
     """
     Fixed-size rows in several sections (e.g. one field's section in every shard), addressed by a
@@ -174,6 +251,22 @@ class IndexedSections:
     """
     def __init__(self, sections: collections.abc.Iterable[tuple[numpy.ndarray, typing_extensions.Buffer | numpy.ndarray]], *, names: collections.abc.Sequence[str] | None = None) -> None:
         ...
+    def decode(self, indices: numpy.typing.ArrayLike, out: numpy.ndarray, *, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> numpy.ndarray:
+        """
+        Decodes row ``indices[i]``, a codec blob (see :func:`encode`), straight from its payload into
+        ``out[i]`` for every i, on the shared thread pool with the GIL released; no blob is copied
+        first. ``out`` is a C-contiguous writable array of shape ``(len(indices), *sample_shape)`` and
+        the blobs' stored dtype (uint16 or int16 for bfloat16), e.g. a torch tensor via ``.numpy()``.
+        Indices, offsets and every blob header are checked before any row is written. Returns ``out``.
+        
+        Raises:
+            IndexError: an index is out of range (names it and its position).
+            pydata.CorruptDataError: a row's offsets decrease or point past its payload, or its blob
+                is damaged (names the section, its name and the row, and the codec problem).
+            pydata.FormatError: ``out`` does not have one row per index, or a blob's dtype or shape
+                differs from a row of ``out``.
+            ValueError: ``out`` is read-only or not C-contiguous.
+        """
     def gather(self, indices: numpy.typing.ArrayLike, out: numpy.ndarray | None = None, *, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:
         """
         Concatenates the rows named by ``indices``. Returns ``(offsets, payload)``: uint64 offsets of

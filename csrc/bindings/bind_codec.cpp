@@ -18,18 +18,8 @@ using namespace pybind11::literals;  // NOLINT: the "key"_a argument syntax
 namespace pydata::bindings {
 namespace {
 
-std::vector<std::uint64_t> shape_of(const py::array& a) {
-  std::vector<std::uint64_t> shape(static_cast<std::size_t>(a.ndim()));
-  for (std::size_t i = 0; i < shape.size(); ++i) shape[i] = static_cast<std::uint64_t>(a.shape(i));
-  return shape;
-}
-
-DType dtype_of(const py::array& a, const std::optional<std::string>& name = std::nullopt) {
-  return resolve_dtype(py::str(a.dtype().attr("str")).cast<std::string>(), name.value_or(""));
-}
-
 TensorRef tensor_of(const py::array& a, const std::optional<std::string>& dtype) {
-  return {dtype_of(a, dtype), shape_of(a), contiguous_bytes(a, "array")};
+  return {array_dtype(a, dtype.value_or("")), array_shape(a), contiguous_bytes(a, "array")};
 }
 
 py::bytes encode(const py::array& array, const std::string& codec,
@@ -51,7 +41,7 @@ py::array decode(const BytesArg& blob, std::optional<py::array> out) {
   py::array result;
   if (out) {
     result = *out;
-    check_destination(info, dtype_of(result), shape_of(result), "out");
+    check_destination(info, array_dtype(result), array_shape(result), "out");
   } else {
     result = py::array(py::dtype(dtype_typestr(info.dtype)),
                        std::vector<py::ssize_t>(info.shape.begin(), info.shape.end()));
@@ -68,8 +58,8 @@ void decode_batch_py(const py::typing::Iterable<BytesArg>& blobs, py::array out,
                      std::optional<long> threads) {
   const std::size_t thread_limit = thread_count(threads);
   const MutableByteSpan dst = writable_bytes(out, "out");
-  const DType dtype = dtype_of(out);
-  const std::vector<std::uint64_t> shape = shape_of(out);
+  const DType dtype = array_dtype(out);
+  const std::vector<std::uint64_t> shape = array_shape(out);
   std::vector<ReadableBuffer> buffers;
   std::vector<ByteSpan> spans;
   for (py::handle blob : blobs) {

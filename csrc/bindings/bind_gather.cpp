@@ -1,5 +1,6 @@
-// pydata._core gather: FixedSections / IndexedSections and the one-shot gather_rows /
-// gather_ranges. Each section object keeps its Python sources (mmap views, arrays) alive.
+// pydata._core gather: FixedSections / IndexedSections (gather, and decode of blob rows) and
+// the one-shot gather_rows / gather_ranges. Each section object keeps its Python sources
+// (mmap views, arrays) alive.
 #include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <pybind11/typing.h>
@@ -98,6 +99,20 @@ RangesResult gather_indexed(const PyIndexedSections& self, const IndexArg& indic
   return RangesResult(py::make_tuple(offsets, payload));
 }
 
+py::array decode_indexed(const PyIndexedSections& self, const IndexArg& indices, py::array out,
+                         std::optional<long> threads) {
+  const auto idx = index_array(indices, "indices");
+  const MutableByteSpan dst = writable_bytes(out, "out");
+  const DType dtype = array_dtype(out);
+  const std::vector<std::uint64_t> shape = array_shape(out);
+  const std::size_t n = thread_count(threads);
+  {
+    py::gil_scoped_release nogil;
+    self.core.decode(idx.data(), static_cast<std::size_t>(idx.size()), dtype, shape, dst, n);
+  }
+  return out;
+}
+
 }  // namespace
 
 void register_gather(py::module_& m) {
@@ -143,6 +158,22 @@ Raises:
     IndexError: an index is out of range.
     pydata.CorruptDataError: a row's offsets decrease or point past its payload.
     pydata.FormatError: ``out`` is too small.
+)doc")
+      .def("decode", &decode_indexed, py::arg("indices"), py::arg("out").noconvert(), py::kw_only(),
+           py::arg("threads") = py::none(), R"doc(
+Decodes row ``indices[i]``, a codec blob (see :func:`encode`), straight from its payload into
+``out[i]`` for every i, on the shared thread pool with the GIL released; no blob is copied
+first. ``out`` is a C-contiguous writable array of shape ``(len(indices), *sample_shape)`` and
+the blobs' stored dtype (uint16 or int16 for bfloat16), e.g. a torch tensor via ``.numpy()``.
+Indices, offsets and every blob header are checked before any row is written. Returns ``out``.
+
+Raises:
+    IndexError: an index is out of range (names it and its position).
+    pydata.CorruptDataError: a row's offsets decrease or point past its payload, or its blob
+        is damaged (names the section, its name and the row, and the codec problem).
+    pydata.FormatError: ``out`` does not have one row per index, or a blob's dtype or shape
+        differs from a row of ``out``.
+    ValueError: ``out`` is read-only or not C-contiguous.
 )doc");
 
   m.def(

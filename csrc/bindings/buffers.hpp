@@ -59,10 +59,50 @@ inline ByteSpan contiguous_bytes(const pybind11::array& arr, const char* arg) {
   return {static_cast<const std::uint8_t*>(arr.data()), static_cast<std::size_t>(arr.nbytes())};
 }
 
+/// A writable view of any C-contiguous Python buffer (bytearray, memoryview, numpy array).
+/// Holds the buffer request open, so keep it alive for as long as `span` is used.
+struct WritableBuffer {
+  pybind11::buffer_info info;
+  MutableByteSpan span;
+};
+
+/// Requests a writable C-contiguous buffer from `obj`; raises TypeError if it has no buffer,
+/// ValueError naming `arg` if it is read-only or strided (writes must never be lost).
+inline WritableBuffer writable_buffer(const pybind11::handle& obj, const char* arg) {
+  if (!PyObject_CheckBuffer(obj.ptr())) {
+    throw pybind11::type_error(
+        std::string(arg) + ": expected a writable buffer or array, got " +
+        std::string(pybind11::str(pybind11::type::handle_of(obj).attr("__name__"))));
+  }
+  auto* view = new Py_buffer();
+  if (PyObject_GetBuffer(obj.ptr(), view, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) !=
+      0) {
+    delete view;
+    PyErr_Clear();
+    // Ask again for any layout, only to say which requirement the buffer misses.
+    Py_buffer any{};
+    bool read_only = false;
+    if (PyObject_GetBuffer(obj.ptr(), &any, PyBUF_FULL_RO) == 0) {
+      read_only = any.readonly != 0;
+      PyBuffer_Release(&any);
+    }
+    PyErr_Clear();
+    throw pybind11::value_error(std::string(arg) +
+                                (read_only ? ": the output buffer is read-only"
+                                           : ": the output buffer must be C-contiguous"));
+  }
+  WritableBuffer out{pybind11::buffer_info(view, /*ownview=*/true), {}};
+  out.span = {static_cast<std::uint8_t*>(out.info.ptr),
+              static_cast<std::size_t>(out.info.size * out.info.itemsize)};
+  return out;
+}
+
 }  // namespace pydata::bindings
 
 #include <optional>
+#include <vector>
 
+#include "core/codec.hpp"
 #include "core/thread_pool.hpp"
 
 namespace pydata::bindings {
@@ -105,6 +145,45 @@ inline pybind11::array_t<std::int64_t, pybind11::array::c_style> index_array(
                                                  pybind11::array::forcecast>::ensure(arr);
   if (!out) throw pybind11::error_already_set();
   return out;
+}
+
+/// `obj` as a 1-D C-contiguous uint64 array (byte offsets, lengths). Accepts any integer array
+/// or sequence of ints; raises TypeError for floats, ValueError if not 1-D or if a value is
+/// negative (naming `arg` and the position), rather than letting it wrap to a huge size.
+inline pybind11::array_t<std::uint64_t, pybind11::array::c_style> size_array(
+    const pybind11::handle& obj, const char* arg) {
+  auto arr = pybind11::array::ensure(obj);
+  if (!arr) throw pybind11::type_error(std::string(arg) + ": expected a sequence of integers");
+  const auto as_signed = index_array(arr, arg);  // the same type and shape checks
+  if (arr.dtype().kind() != 'u') {
+    const std::int64_t* values = as_signed.data();
+    for (pybind11::ssize_t i = 0; i < as_signed.size(); ++i) {
+      if (values[i] < 0) {
+        throw pybind11::value_error(std::string(arg) + ": value " + std::to_string(values[i]) +
+                                    " at position " + std::to_string(i) + " is negative");
+      }
+    }
+  }
+  // From the caller's array, not from as_signed: uint64 values past 2**63 stay intact.
+  auto out = pybind11::array_t<std::uint64_t, pybind11::array::c_style |
+                                                  pybind11::array::forcecast>::ensure(arr);
+  if (!out) throw pybind11::error_already_set();
+  return out;
+}
+
+/// The shape of `arr` as the core spells it.
+inline std::vector<std::uint64_t> array_shape(const pybind11::array& arr) {
+  std::vector<std::uint64_t> shape(static_cast<std::size_t>(arr.ndim()));
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    shape[i] = static_cast<std::uint64_t>(arr.shape(static_cast<pybind11::ssize_t>(i)));
+  }
+  return shape;
+}
+
+/// The codec dtype of `arr` (its numpy type string), relabelled as `name` when not empty
+/// ("bfloat16" over uint16 bits). Raises pydata.FormatError for unsupported dtypes.
+inline DType array_dtype(const pybind11::array& arr, const std::string& name = {}) {
+  return resolve_dtype(pybind11::str(arr.dtype().attr("str")).cast<std::string>(), name);
 }
 
 /// The thread count a heavy call uses: `threads`, or ThreadPool::default_threads() if None.

@@ -8,6 +8,7 @@ PYBIND11_MODULE(_core, m) {
   b::register_errors(m);  // first: every later registration may raise translated errors
   b::register_ring_buffer(m);
   b::register_mapped_file(m);
+  b::register_file_reader(m);
   b::register_gather(m);
   b::register_codec(m);
   b::register_checksum(m);

@@ -8,6 +8,7 @@ namespace pydata::bindings {
 void register_errors(pybind11::module_& m);
 void register_ring_buffer(pybind11::module_& m);
 void register_mapped_file(pybind11::module_& m);
+void register_file_reader(pybind11::module_& m);
 void register_gather(pybind11::module_& m);
 void register_codec(pybind11::module_& m);
 void register_checksum(pybind11::module_& m);

@@ -46,9 +46,12 @@ ScratchLease::~ScratchLease() {
 
 }  // namespace detail
 
-void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
-                  const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
-                  std::size_t threads) {
+namespace {
+
+// Decodes blob i into row i of dst; `label` (may be null) names blobs in errors.
+void decode_rows(const std::vector<ByteSpan>& blobs, DType dtype,
+                 const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
+                 std::size_t threads, const BlobLabel* label) {
   const std::size_t n = blobs.size();
   if (shape.empty() || shape[0] != n) {
     throw FormatError("decode_batch: out has " +
@@ -57,26 +60,43 @@ void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
                       ", expected one row per blob (" + std::to_string(n) + ")");
   }
   if (n == 0) return;
+  const auto name = [label](std::size_t i) {
+    return label != nullptr ? (*label)(i) : "blob " + std::to_string(i);
+  };
   const std::vector<std::uint64_t> sample_shape(shape.begin() + 1, shape.end());
   const std::size_t row_bytes = dst.size / n;
   std::vector<BlobInfo> infos(n);
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string what = "blob " + std::to_string(i);
     try {
       infos[i] = read_blob_info(blobs[i]);
     } catch (const CorruptDataError& e) {
-      throw CorruptDataError(what + ": " + e.what());
+      throw CorruptDataError(name(i) + ": " + e.what());
     }
     check_destination(infos[i], dtype, sample_shape,
-                      "decode_batch: out[" + std::to_string(i) + "]");
+                      "decode_batch: out[" + std::to_string(i) + "]" +
+                          (label != nullptr ? " (" + (*label)(i) + ")" : std::string()));
   }
   ThreadPool::shared().parallel_for(n, threads, [&](std::size_t i) {
     try {
       decode_into(blobs[i], infos[i], dst.sub(i * row_bytes, row_bytes));
     } catch (const CorruptDataError& e) {
-      throw CorruptDataError("blob " + std::to_string(i) + ": " + e.what());
+      throw CorruptDataError(name(i) + ": " + e.what());
     }
   });
+}
+
+}  // namespace
+
+void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
+                  const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
+                  std::size_t threads) {
+  decode_rows(blobs, dtype, shape, dst, threads, nullptr);
+}
+
+void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
+                  const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
+                  std::size_t threads, const BlobLabel& label) {
+  decode_rows(blobs, dtype, shape, dst, threads, &label);
 }
 
 }  // namespace pydata

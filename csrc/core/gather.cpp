@@ -106,30 +106,46 @@ IndexedSections::IndexedSections(std::vector<IndexedSection> sections,
   for (const IndexedSection& section : sections_) starts_.push_back(starts_.back() + section.rows);
 }
 
+ByteSpan IndexedSections::row_bytes(std::int64_t index, std::size_t position) const {
+  const std::size_t total = rows();
+  if (index < 0 || static_cast<std::uint64_t>(index) >= total) {
+    throw_bad_index(index, position, total, sections_.size());
+  }
+  const auto [s, row] = locate(starts_, static_cast<std::size_t>(index));
+  const IndexedSection& section = sections_[s];
+  const std::uint64_t begin = section.offsets[row];
+  const std::uint64_t end = section.offsets[row + 1];
+  if (begin > end || end > section.payload.size) {
+    throw CorruptDataError(section_label(names_, s) + " row " + std::to_string(row) +
+                           ": offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+                           ") do not lie inside its " + std::to_string(section.payload.size) +
+                           "-byte payload");
+  }
+  return section.payload.sub(static_cast<std::size_t>(begin),
+                             static_cast<std::size_t>(end - begin));
+}
+
+std::string IndexedSections::row_label(std::int64_t index) const {
+  const auto [s, row] = locate(starts_, static_cast<std::size_t>(index));
+  return section_label(names_, s) + " row " + std::to_string(row);
+}
+
 std::uint64_t IndexedSections::plan(const std::int64_t* indices, std::size_t count,
                                     std::uint64_t* out_offsets) const {
-  const std::size_t total = rows();
   std::uint64_t position = 0;
   out_offsets[0] = 0;
   for (std::size_t i = 0; i < count; ++i) {
-    const std::int64_t index = indices[i];
-    if (index < 0 || static_cast<std::uint64_t>(index) >= total) {
-      throw_bad_index(index, i, total, sections_.size());
-    }
-    const auto [s, row] = locate(starts_, static_cast<std::size_t>(index));
-    const IndexedSection& section = sections_[s];
-    const std::uint64_t begin = section.offsets[row];
-    const std::uint64_t end = section.offsets[row + 1];
-    if (begin > end || end > section.payload.size) {
-      throw CorruptDataError(section_label(names_, s) + " row " + std::to_string(row) +
-                             ": offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
-                             ") do not lie inside its " + std::to_string(section.payload.size) +
-                             "-byte payload");
-    }
-    position += end - begin;
+    position += row_bytes(indices[i], i).size;
     out_offsets[i + 1] = position;
   }
   return position;
+}
+
+std::vector<ByteSpan> IndexedSections::spans(const std::int64_t* indices,
+                                             std::size_t count) const {
+  std::vector<ByteSpan> out(count);
+  for (std::size_t i = 0; i < count; ++i) out[i] = row_bytes(indices[i], i);
+  return out;
 }
 
 void IndexedSections::copy(const std::int64_t* indices, std::size_t count,
@@ -158,6 +174,21 @@ void IndexedSections::copy(const std::int64_t* indices, std::size_t count,
       if (length != 0) std::memcpy(dst.data + out_offsets[i], section.payload.data + begin, length);
     }
   });
+}
+
+void IndexedSections::decode(const std::int64_t* indices, std::size_t count, DType dtype,
+                             const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
+                             std::size_t threads) const {
+  if (shape.empty() || shape[0] != count) {
+    throw FormatError("decode: out has " +
+                      (shape.empty() ? std::string("no axis 0 (a 0-d array)")
+                                     : std::to_string(shape[0]) + " rows") +
+                      " for " + std::to_string(count) + " indices");
+  }
+  // The blobs are decoded in place from the caller's payloads: no copy of the compressed rows.
+  const std::vector<ByteSpan> blobs = spans(indices, count);
+  decode_batch(blobs, dtype, shape, dst, threads,
+               [&](std::size_t i) { return row_label(indices[i]); });
 }
 
 }  // namespace pydata

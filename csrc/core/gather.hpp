@@ -8,13 +8,15 @@
 ///    a payload, row r being payload[offsets[r], offsets[r + 1]).
 /// Rows are addressed by a global index over the sections in order (section 0's rows first).
 /// Every index, and for IndexedSections every offset pair read, is checked before any byte
-/// moves, so a bad batch leaves the destination untouched.
+/// moves, so a bad batch leaves the destination untouched. IndexedSections can also decode
+/// rows that are codec blobs (core/codec.hpp) straight from their payload into a batch.
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/codec.hpp"
 #include "core/span.hpp"
 
 namespace pydata {
@@ -73,12 +75,31 @@ class IndexedSections {
   std::uint64_t plan(const std::int64_t* indices, std::size_t count,
                      std::uint64_t* out_offsets) const;
 
+  /// The payload bytes of row `indices[i]` for every i, validated as `plan` validates them
+  /// (same exceptions and messages). The spans point into the caller's payloads.
+  [[nodiscard]] std::vector<ByteSpan> spans(const std::int64_t* indices, std::size_t count) const;
+
   /// Copies the rows into dst as laid out by `plan` (call it first with the same indices).
   /// Throws FormatError if dst is smaller than out_offsets[count].
   void copy(const std::int64_t* indices, std::size_t count, const std::uint64_t* out_offsets,
             MutableByteSpan dst, std::size_t threads) const;
 
+  /// Decodes row `indices[i]`, a codec blob, straight from its payload into row i of `dst`, an
+  /// array of `dtype` and `shape` == (count, *sample_shape), with core `decode_batch` on up to
+  /// `threads` threads. Indices, offsets, every blob header and dtype/shape are all checked
+  /// before any row is written. Throws what `spans` throws; FormatError if `shape` does not
+  /// have `count` rows or a blob's dtype or shape differs from a row of dst; CorruptDataError
+  /// naming the section and row for a damaged blob (dst may then hold partial output).
+  void decode(const std::int64_t* indices, std::size_t count, DType dtype,
+              const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
+              std::size_t threads) const;
+
  private:
+  // The validated payload bytes of global row `index`, at `position` in the batch.
+  [[nodiscard]] ByteSpan row_bytes(std::int64_t index, std::size_t position) const;
+  // "section 1 ('b.bin') row 7": names global row `index` (already validated) in errors.
+  [[nodiscard]] std::string row_label(std::int64_t index) const;
+
   std::vector<IndexedSection> sections_;
   std::vector<std::string> names_;
   std::vector<std::size_t> starts_;

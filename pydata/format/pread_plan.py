@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from pydata._core import IndexedSections
+from pydata._core import FileReader, IndexedSections
 from pydata.errors import CorruptDataError
 from pydata.format.reader import ShardReader, split_rows
 from pydata.format.schema import Field
@@ -27,8 +27,6 @@ class PreadPlan:
     """Where each row of each field lies, for reading batches with ``pread``."""
 
     def __init__(self, shards: Sequence[ShardReader], fields: Mapping[str, Field]) -> None:
-        from pydata._core import FileReader  # TEMP until the core build has it
-
         self.fields = dict(fields)
         self.reader = FileReader([s.path for s in shards])
         sizes = np.array([s.samples for s in shards], dtype=np.int64)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from pydata._core import MappedFile, checksum, decode
+from pydata._core import FileReader, MappedFile, checksum, decode
 from pydata.errors import CorruptDataError, FormatError
 from pydata.format.index import ShardEntry
 from pydata.format.schema import Field
@@ -70,11 +70,7 @@ class ShardReader:
             msg = f"shard '{self.path}': truncated or altered: the index says {entry.nbytes} bytes, the file has {size}"
             raise CorruptDataError(msg)
         self.mapped: MappedFile | None = MappedFile(self.path) if io == "mmap" else None
-        self.file = None
-        if io == "read":
-            from pydata._core import FileReader  # TEMP until the core build has it
-
-            self.file = FileReader([self.path])
+        self.file = FileReader([self.path]) if io == "read" else None
         self.header = decode_header(self._read_header(size), self.path, size)
         self._check_fields()
         self._indexed: dict[str, IndexedView] = {}

@@ -240,7 +240,7 @@ def as_tensor(field: Field, value: Any, where: str,
     if expected is not None and arr.shape != expected:
         msg = f"{where}: expected shape {expected}, got {arr.shape}"
         raise FormatError(msg)
-    return np.ascontiguousarray(arr, dtype=field.storage_dtype)
+    return np.asarray(arr, dtype=field.storage_dtype, order="C")  # ascontiguousarray makes 0-d 1-d
 
 
 def _from_python(field: Field, value: Any, where: str) -> npt.NDArray[Any]:

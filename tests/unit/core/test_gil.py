@@ -12,11 +12,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pydata
+from pydata._core import FileReader
 from pydata.synthetic import smooth_latents
 
 Progress = Callable[[Callable[[], object]], int]
@@ -81,6 +83,26 @@ def test_decode_batch_releases_the_gil(progress_during: Progress) -> None:
     big = blobs * 16
     out = np.empty((len(big), 4, 32, 32), np.float16)
     assert progress_during(lambda: pydata.decode_batch(big, out, threads=1)) > 0
+
+
+def test_indexed_sections_decode_releases_the_gil(progress_during: Progress) -> None:
+    latents = smooth_latents(512, 4, 32)
+    blobs = [pydata.encode(x, "int8+lz4") for x in latents] * 16
+    offsets = np.cumsum([0, *[len(b) for b in blobs]]).astype(np.uint64)
+    payload = np.frombuffer(b"".join(blobs), np.uint8)
+    sections = pydata.IndexedSections([(offsets, payload)])
+    indices = np.random.default_rng(0).permutation(len(blobs))
+    out = np.empty((len(blobs), 4, 32, 32), np.float16)
+    assert progress_during(lambda: sections.decode(indices, out, threads=1)) > 0
+
+
+def test_file_reader_read_releases_the_gil(progress_during: Progress, tmp_path: Path) -> None:
+    size = 32 << 20
+    path = tmp_path / "data.bin"
+    path.write_bytes(bytes(size))
+    out = np.empty(size, np.uint8)
+    with FileReader([path]) as reader:
+        assert progress_during(lambda: reader.read([0], [0], [size], out, threads=1)) > 0
 
 
 def test_encode_and_decode_release_the_gil(progress_during: Progress) -> None:

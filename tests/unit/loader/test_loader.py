@@ -207,3 +207,11 @@ def test_audit_catches_a_broken_delivery(dataset: Any) -> None:
     with pytest.raises(AuditError, match="duplicates"):
         for _ in DuplicatingLoader(dataset, 16, shuffle=False, audit=True):
             pass
+
+
+def test_plain_reads_give_the_same_batches_as_the_mapping(dataset_dir: Path) -> None:
+    def epoch(io: str) -> list[dict[str, Any]]:
+        return list(pydata.Loader(pydata.MemoryMappedDataset(dataset_dir, io=io), 32, seed=4))  # type: ignore[arg-type]
+
+    for a, b in zip(epoch("mmap"), epoch("read"), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
