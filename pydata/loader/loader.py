@@ -223,7 +223,7 @@ class Loader:
         with torch.cuda.stream(stream):
             moved = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
                      for k, v in batch.items()}
-            slot.event = torch.cuda.Event()
+            slot.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             slot.event.record(stream)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         for value in moved.values():
@@ -234,7 +234,7 @@ class Loader:
     def _copy_stream(self) -> Any:
         stream = getattr(self, "_stream", None)
         if stream is None:
-            stream = self._stream = torch.cuda.Stream(self.device)
+            stream = self._stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
         return stream
 
     # -- producer ----------------------------------------------------------------------------
@@ -287,7 +287,8 @@ class Loader:
     def _find_corrupt(self, indices: np.ndarray[Any, Any]) -> tuple[list[int], str]:
         """The samples of a failed batch that fail alone (data-determined, so deterministic),
         and the first one's error message."""
-        bad, reason = [], "the batch failed to decode"
+        bad: list[int] = []
+        reason = "the batch failed to decode"
         for index in indices.tolist():
             try:
                 self.reader.read_batch([index])
