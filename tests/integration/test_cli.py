@@ -1,0 +1,205 @@
+"""The ``pydata`` command line end to end: convert (three sources), inspect, verify; --help
+everywhere; and the error contract: status 1 with one ``pydata: error: ...`` line, no traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import pydata
+from pydata.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:
+    """Runs the CLI, expects status 1 and a single error line that contains ``needles``."""
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pydata: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def arrays(tmp_path: Path) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    data: dict[str, Any] = {"latent": rng.standard_normal((200, 4, 8, 8)).astype(np.float16),
+            "label": np.arange(200, dtype=np.int64)}
+    for name, array in data.items():
+        np.save(tmp_path / f"{name}.npy", array)
+    return data
+
+
+@pytest.fixture
+def dataset(tmp_path: Path, arrays: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> Path:
+    out = tmp_path / "ds"
+    argv = ["convert", "npy-arrays", str(out), f"latent={tmp_path / 'latent.npy'}",
+            f"label={tmp_path / 'label.npy'}", "--codec", "latent=shuffle+lz4", "--shard-bytes", "16K"]
+    assert main(argv) == 0
+    assert "wrote 200 samples" in capsys.readouterr().out
+    return out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["convert", "--help"], ["convert", "npy-files", "--help"],
+    ["convert", "npy-arrays", "--help"], ["convert", "images", "--help"],
+    ["inspect", "--help"], ["verify", "--help"],
+])
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pydata")
+    assert " ".join(a for a in argv if a != "--help") in out.splitlines()[0]
+
+
+def test_convert_arrays_inspect_verify(dataset: Path, arrays: dict[str, Any],
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    read = pydata.MemoryMappedDataset(dataset).read_batch(np.arange(200))
+    np.testing.assert_array_equal(read["latent"].numpy(), arrays["latent"])
+
+    assert main(["inspect", str(dataset)]) == 0
+    table = capsys.readouterr().out
+    for text in ("200 in", "latent", "shuffle+lz4", "indexed", "(4, 8, 8)", "label", "fixed", "x\n"):
+        assert text in table
+
+    assert main(["inspect", str(dataset), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    index = pydata.read_index(dataset)
+    assert (report["samples"], report["shards"], report["bytes"]) == (200, len(index.shards), index.nbytes)
+    latent = report["fields"]["latent"]
+    assert latent["raw_bytes"] == arrays["latent"].nbytes
+    assert latent["ratio"] == pytest.approx(latent["raw_bytes"] / latent["bytes"])
+    assert report["fields"]["label"] == {"kind": "tensor", "dtype": "int64", "shape": [], "codec": "raw",
+                                         "layout": "fixed", "bytes": 1600, "raw_bytes": None, "ratio": None}
+    assert report["bytes"] == report["overhead_bytes"] + latent["bytes"] + 1600
+
+    assert main(["verify", str(dataset)]) == 0
+    assert capsys.readouterr().out.startswith(f"OK: {len(index.shards)} shard(s), 200 samples")
+
+
+def test_convert_sample_files_with_workers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(10):
+        np.save(src / f"{i:02d}.npy", np.full(i + 1, i, np.int16))
+    assert main(["convert", "npy-files", str(src), str(tmp_path / "ds"), "--field", "seq",
+                 "--codec", "seq=lz4", "--workers", "2"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "ds"), "--json"]) == 0
+    field = json.loads(capsys.readouterr().out)["fields"]["seq"]
+    assert (field["shape"], field["codec"], field["raw_bytes"]) == (None, "lz4", 2 * sum(range(1, 11)))
+    read = pydata.MemoryMappedDataset(tmp_path / "ds")[9]["seq"]
+    assert read.tolist() == [9] * 10
+
+
+def test_convert_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = pytest.importorskip("PIL.Image")
+    for name in ("cat", "dog"):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        image.new("RGB", (10, 6), (1, 2, 3)).save(tmp_path / "img" / name / "0.png")
+    assert main(["convert", "images", str(tmp_path / "img"), str(tmp_path / "ds"), "--size", "4"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert "(3, 4, 4)" in out
+    assert '"classes": ["cat", "dog"]' in out
+
+
+def test_an_existing_dataset_needs_overwrite(dataset: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["convert", "npy-arrays", str(dataset), f"label={tmp_path / 'label.npy'}"]
+    _fails(capsys, argv, "already holds a dataset", "--overwrite")
+    assert main([*argv, "--overwrite"]) == 0
+    assert list(pydata.read_index(dataset).schema) == ["label"]
+
+
+def test_a_missing_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "nothing")
+    _fails(capsys, ["inspect", missing], missing)
+    _fails(capsys, ["verify", missing], missing)
+    _fails(capsys, ["convert", "npy-files", missing, str(tmp_path / "ds")], missing)
+    _fails(capsys, ["convert", "npy-arrays", str(tmp_path / "ds"), f"x={missing}.npy"], "nothing.npy", "field 'x'")
+    _fails(capsys, ["convert", "images", missing, str(tmp_path / "ds")], missing)
+
+
+def test_verify_names_the_damaged_shard(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shard = dataset / pydata.read_index(dataset).shards[1].file
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF  # a payload byte: only the whole-file checksum can see it
+    shard.write_bytes(bytes(data))
+    _fails(capsys, ["verify", str(dataset)], "1 of", shard.name, "checksum mismatch")
+    shard.unlink()
+    _fails(capsys, ["verify", str(dataset)], shard.name, "missing")
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["convert", "images", "only-one-path"], "the following arguments are required: OUT"),
+    (["convert", "npy-arrays", "out", "no-equals-sign"], "expected NAME=VALUE"),
+    (["convert", "npy-files", "src", "out", "--workers", "0"], "expected a positive integer"),
+    (["convert", "npy-files", "src", "out", "--shard-bytes", "lots"], "expected a positive size"),
+    (["convert", "npy-files", "src", "out", "--codec", "data"], "expected NAME=VALUE"),
+    (["convert", "tarballs"], "invalid choice: 'tarballs'"),
+    (["convert"], "convert needs a SOURCE"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["inspect"], "the following arguments are required: PATH"),
+])
+def test_wrong_arguments(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    _fails(capsys, argv, needle)
+
+
+def test_a_bad_codec_is_one_line(tmp_path: Path, arrays: dict[str, Any],
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["convert", "npy-arrays", str(tmp_path / "ds"), f"label={tmp_path / 'label.npy'}"]
+    _fails(capsys, [*argv, "--codec", "label=zip"], "unknown codec 'zip'")
+    _fails(capsys, [*argv, "--codec", "label=int8"], "field 'label'", "quantises floats")
+    _fails(capsys, [*argv, "--codec", "image=lz4"], "unknown field(s) ['image']")
+
+
+def _script() -> list[str]:
+    return [sys.executable, "-c", "import sys; from pydata.cli import main; sys.exit(main())"]
+
+
+def _env() -> dict[str, str]:
+    root = str(Path(pydata.__file__).parent.parent)  # not resolved: a staged package links its files
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def test_exit_codes_of_a_real_process(dataset: Path, tmp_path: Path) -> None:
+    run = subprocess.run([*_script(), "verify", str(dataset)], capture_output=True, text=True,
+                         env=_env(), cwd=tmp_path, check=False)
+    assert (run.returncode, run.stderr) == (0, "")
+    assert run.stdout.startswith("OK:")
+    run = subprocess.run([*_script(), "inspect", str(tmp_path / "nothing")], capture_output=True,
+                         text=True, env=_env(), cwd=tmp_path, check=False)
+    assert run.returncode == 1
+    assert run.stderr.startswith("pydata: error: no dataset at")
+    assert len(run.stderr.splitlines()) == 1
+    assert "Traceback" not in run.stderr
+    run = subprocess.run([*_script(), "convert", "images"], capture_output=True, text=True,
+                         env=_env(), cwd=tmp_path, check=False)
+    assert run.returncode == 1
+    assert len(run.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("pydata") is None, reason="the pydata script is installed only in CI")
+def test_the_installed_script(tmp_path: Path) -> None:
+    script = shutil.which("pydata")
+    assert script is not None
+    run = subprocess.run([script, "verify", "--help"], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert run.returncode == 0
+    assert run.stdout.startswith("usage: pydata verify")
+    run = subprocess.run([script, "verify", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert run.returncode == 1
+    assert run.stderr.startswith("pydata: error: ")
