@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from pydata.datasets.batch import collate
+from pydata.loader.sampler import EpochSampler
 
 __all__ = ["create_dataloader", "default_num_workers"]
 
@@ -49,6 +50,8 @@ def create_dataloader(
     persistent_workers: bool | None = None,
     prefetch_factor: int | None = None,
     sampler: Sampler[Any] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
     **kwargs: Any,
 ) -> DataLoader[Any]:
     """A ``torch.utils.data.DataLoader`` over ``dataset`` with defaults tuned for pydata.
@@ -62,7 +65,7 @@ def create_dataloader(
         batch_size: Samples per batch (>= 1).
         shuffle: Visit samples in a random order, drawn from ``seed``. Ignored when ``sampler``
             is given: the sampler decides the order.
-        seed: Seeds the ``torch.Generator`` that shuffles (and that seeds the workers), so the
+        seed: Seeds the order (and the ``torch.Generator`` that seeds the workers), so the
             same seed gives the same order in every run.
         num_workers: Worker processes; default :func:`default_num_workers` (usable cores - 1).
             0 loads in the main process.
@@ -72,7 +75,11 @@ def create_dataloader(
         persistent_workers: Keep workers alive between epochs; default: when there are workers.
         prefetch_factor: Batches each worker keeps in flight; default 4 with workers, and must
             stay None without them.
-        sampler: A sampler of indices (e.g. ``DistributedSampler``); replaces ``shuffle``.
+        sampler: A sampler of indices; replaces the default :class:`pydata.loader.sampler.EpochSampler`
+            (pydata's epoch order, split into disjoint, equal rank shares; it moves to the next
+            epoch on every iteration, or call ``loader.sampler.set_epoch(e)``).
+        rank, world_size: For the default sampler: this rank's place (default:
+            torch.distributed, else RANK/WORLD_SIZE, else 0 of 1).
         **kwargs: Passed to ``DataLoader``; for example ``collate_fn`` (default
             :func:`pydata.collate`), ``worker_init_fn``, ``timeout``, or
             ``multiprocessing_context`` (default ``"fork"`` on Linux with workers, else torch's).
@@ -104,8 +111,8 @@ def create_dataloader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
-        sampler=sampler,
+        sampler=sampler if sampler is not None else EpochSampler(
+            len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size),  # type: ignore[arg-type]
         num_workers=workers,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,

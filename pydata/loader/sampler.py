@@ -39,11 +39,13 @@ class EpochSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose order the next iteration yields (as DistributedSampler)."""
+        """Selects the epoch whose order the next iteration yields (as DistributedSampler).
+        Without it, each iteration moves on to the next epoch by itself."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        order = orders.epoch_order(self.num_samples, seed=self.seed, epoch=self.epoch, shuffle=self.shuffle)
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        order = orders.epoch_order(self.num_samples, seed=self.seed, epoch=epoch, shuffle=self.shuffle)
         share = orders.rank_share(order, start=0, rank=self.rank, world_size=self.world_size)
         return iter(share.tolist())
 

@@ -201,3 +201,24 @@ def test_worker_memory_does_not_grow_with_dataset_size(tmp_path: Path) -> None:
     assert growth < 0.1 * (sizes[1] - sizes[0]), (
         f"a worker's USS grew by {growth / MIB:.1f} MiB when the dataset grew by "
         f"{(sizes[1] - sizes[0]) / MIB:.0f} MiB: {figures}")
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_ranks_times_workers_read_each_sample_once(source: tuple[Path, dict[str, Any]],
+                                                   world_size: int, workers: int) -> None:
+    path, _ = source
+    per_rank = []
+    for rank in range(world_size):
+        loader = pydata.create_dataloader(pydata.MemoryMappedDataset(path, ["label"]), 64, seed=1,
+                                          num_workers=workers, rank=rank, world_size=world_size,
+                                          persistent_workers=False)
+        per_rank.append(torch.cat([b["label"] for b in loader]).tolist())
+    assert len({len(p) for p in per_rank}) == 1  # equal shares: DDP never waits on a rank
+    everything = [i for p in per_rank for i in p]
+    assert len(everything) == len(set(everything)) == (SAMPLES // world_size) * world_size
+    # the same shares as pydata.Loader's, so switching loaders does not change what a rank sees
+    loader_share = [i for b in pydata.Loader(pydata.MemoryMappedDataset(path, ["label"]), 64, seed=1,
+                                               rank=world_size - 1, world_size=world_size)
+                    for i in b["label"].tolist()]
+    assert loader_share == per_rank[-1]
