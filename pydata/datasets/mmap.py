@@ -3,8 +3,8 @@
 The shards are memory-mapped, so every DataLoader worker shares one copy of the data through the
 page cache instead of holding its own: a worker's private memory does not grow with the dataset.
 ``__getitems__`` (torch's batched fetch) assembles a whole batch with one gather or decode per
-field in the compiled core. Pickling carries only the path and options; a worker re-opens the
-shards on first use.
+field in the compiled core. Pickling carries the path, the options and the parsed index (tens of
+bytes per shard), never sample data or open maps; a worker re-opens the shards on first use.
 """
 
 from __future__ import annotations

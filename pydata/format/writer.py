@@ -184,7 +184,8 @@ class ShardWriter:
         for name, field in self.schema.items():
             if field.layout == "fixed":
                 where = f"samples {first}..{first + n - 1}, field '{name}'"
-                encoded[name] = as_tensor(field, columns[name], where, shape=(n, *(field.shape or ())))
+                column = as_tensor(field, columns[name], where, shape=(n, *(field.shape or ())))
+                encoded[name] = column.copy()  # may be a view of the caller's array, which it may reuse
                 row_bytes += field.row_nbytes
             else:
                 values = [self._encode(field, v, f"sample {first + i}, field '{name}'")
@@ -224,7 +225,7 @@ class ShardWriter:
             return as_bytes(field, value, where)
         array = as_tensor(field, value, where)
         if field.layout == "fixed":
-            return array[np.newaxis]
+            return array[np.newaxis].copy()  # may be a view of the caller's buffer, which it may reuse
         try:
             return encode(array, field.codec, dtype="bfloat16" if field.dtype == "bfloat16" else None)
         except ValueError as exc:
