@@ -84,10 +84,12 @@ class RingBuffer:
         """
 class MappedFile:
     """
-    A read-only memory mapping of a whole file.
+    A memory mapping of a whole file; the file itself is never written.
     
     Views returned by :meth:`view` are zero-copy numpy arrays whose ``base`` is this object, so the
-    mapping stays alive while any view does. Pickles by path: a worker process re-opens the file.
+    mapping stays alive while any view does. The mapping is private and copy-on-write where the
+    kernel allows it (``copy_on_write``): a writable view's changes stay in this process. Pickles by
+    path: a worker process re-opens the file.
     
     Raises:
         FileNotFoundError / PermissionError / IsADirectoryError: the file cannot be opened.
@@ -113,19 +115,27 @@ class MappedFile:
         """
         Bytes of the range resident in the page cache now (mincore), for diagnostics.
         """
-    def view(self, offset: typing.SupportsInt | typing.SupportsIndex = 0, length: typing.SupportsInt | typing.SupportsIndex | None = None, *, dtype: typing.Any = 'uint8', shape: typing.Any = None) -> numpy.ndarray:
+    def view(self, offset: typing.SupportsInt | typing.SupportsIndex = 0, length: typing.SupportsInt | typing.SupportsIndex | None = None, *, dtype: typing.Any = 'uint8', shape: typing.Any = None, writable: bool = False) -> numpy.ndarray:
         """
-        A zero-copy, read-only numpy view of bytes [offset, offset + length).
+        A zero-copy numpy view of bytes [offset, offset + length), read-only unless ``writable``.
         
         Args:
             offset: First byte.
             length: Bytes to view; by default ``prod(shape) * itemsize`` or the rest of the file.
             dtype: numpy dtype of the view (``"<f2"`` etc. for explicit byte order).
             shape: Shape of the view; by default one dimension.
+            writable: Allow writes through the view: they copy the touched pages privately for this
+                process and never reach the file (needs ``copy_on_write``).
         
         Raises:
             IndexError: the range lies past the end of the file (names the file and range).
-            pydata.FormatError: length and shape disagree, or length is not whole items.
+            pydata.FormatError: length and shape disagree, length is not whole items, or ``writable``
+                without a copy-on-write mapping.
+        """
+    @property
+    def copy_on_write(self) -> bool:
+        """
+        Whether writable views are possible (changes stay private).
         """
     @property
     def path(self) -> str:

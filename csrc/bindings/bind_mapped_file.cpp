@@ -38,7 +38,11 @@ std::size_t range_query(const MappedFile& self, std::size_t offset,
 }
 
 py::array view(const FilePtr& file, std::size_t offset, std::optional<std::size_t> length,
-               const py::object& dtype_arg, const py::object& shape_arg) {
+               const py::object& dtype_arg, const py::object& shape_arg, bool writable) {
+  if (writable && !file->copy_on_write()) {
+    throw FormatError("view of '" + file->path() +
+                      "': the kernel refused a copy-on-write mapping, so views are read-only");
+  }
   const py::dtype dtype = py::dtype::from_args(dtype_arg);
   const auto itemsize = static_cast<std::size_t>(dtype.itemsize());
   std::vector<py::ssize_t> shape;
@@ -69,7 +73,7 @@ py::array view(const FilePtr& file, std::size_t offset, std::optional<std::size_
     shape.push_back(static_cast<py::ssize_t>(bytes / itemsize));
   }
   py::array out(dtype, shape, {}, span.data, py::cast(file));
-  out.attr("setflags")(py::arg("write") = false);  // the mapping is PROT_READ
+  if (!writable) out.attr("setflags")(py::arg("write") = false);
   return out;
 }
 
@@ -77,10 +81,12 @@ py::array view(const FilePtr& file, std::size_t offset, std::optional<std::size_
 
 void register_mapped_file(py::module_& m) {
   py::class_<MappedFile, FilePtr>(m, "MappedFile", R"doc(
-A read-only memory mapping of a whole file.
+A memory mapping of a whole file; the file itself is never written.
 
 Views returned by :meth:`view` are zero-copy numpy arrays whose ``base`` is this object, so the
-mapping stays alive while any view does. Pickles by path: a worker process re-opens the file.
+mapping stays alive while any view does. The mapping is private and copy-on-write where the
+kernel allows it (``copy_on_write``): a writable view's changes stay in this process. Pickles by
+path: a worker process re-opens the file.
 
 Raises:
     FileNotFoundError / PermissionError / IsADirectoryError: the file cannot be opened.
@@ -93,20 +99,26 @@ Raises:
            py::arg("path"), py::kw_only(), py::arg("min_size") = 0)
       .def_property_readonly("path", &MappedFile::path, "The path the file was opened with.")
       .def_property_readonly("size", &MappedFile::size, "File size in bytes.")
+      .def_property_readonly("copy_on_write", &MappedFile::copy_on_write,
+                             "Whether writable views are possible (changes stay private).")
       .def("__len__", &MappedFile::size)
       .def("view", &view, py::arg("offset") = 0, py::arg("length") = py::none(), py::kw_only(),
-           py::arg("dtype") = "uint8", py::arg("shape") = py::none(), R"doc(
-A zero-copy, read-only numpy view of bytes [offset, offset + length).
+           py::arg("dtype") = "uint8", py::arg("shape") = py::none(), py::arg("writable") = false,
+           R"doc(
+A zero-copy numpy view of bytes [offset, offset + length), read-only unless ``writable``.
 
 Args:
     offset: First byte.
     length: Bytes to view; by default ``prod(shape) * itemsize`` or the rest of the file.
     dtype: numpy dtype of the view (``"<f2"`` etc. for explicit byte order).
     shape: Shape of the view; by default one dimension.
+    writable: Allow writes through the view: they copy the touched pages privately for this
+        process and never reach the file (needs ``copy_on_write``).
 
 Raises:
     IndexError: the range lies past the end of the file (names the file and range).
-    pydata.FormatError: length and shape disagree, or length is not whole items.
+    pydata.FormatError: length and shape disagree, length is not whole items, or ``writable``
+        without a copy-on-write mapping.
 )doc")
       .def(
           "advise",

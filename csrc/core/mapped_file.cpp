@@ -59,14 +59,24 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path, std::size_
                            " bytes; expected at least " + std::to_string(min_size) +
                            " (truncated?)");
   }
-  void* data = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  // Private and writable: a write through a view copies that page for this process only and
+  // never reaches the file, instead of faulting (SIGSEGV) as a PROT_READ mapping would. Pages
+  // that are only read stay the shared page-cache pages. MAP_NORESERVE keeps the mapping out
+  // of the commit charge; where the kernel still refuses (strict overcommit), map read-only.
+  bool copy_on_write = true;
+  void* data = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+  if (data == MAP_FAILED && errno == ENOMEM) {
+    copy_on_write = false;
+    data = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  }
   if (data == MAP_FAILED) throw OsError(errno, "mmap", path);
   return std::shared_ptr<MappedFile>(
-      new MappedFile(path, static_cast<const std::uint8_t*>(data), size));
+      new MappedFile(path, static_cast<const std::uint8_t*>(data), size, copy_on_write));
 }
 
-MappedFile::MappedFile(std::string path, const std::uint8_t* data, std::size_t size)
-    : path_(std::move(path)), data_(data), size_(size) {}
+MappedFile::MappedFile(std::string path, const std::uint8_t* data, std::size_t size,
+                       bool copy_on_write)
+    : path_(std::move(path)), data_(data), size_(size), copy_on_write_(copy_on_write) {}
 
 MappedFile::~MappedFile() { ::munmap(const_cast<std::uint8_t*>(data_), size_); }
 

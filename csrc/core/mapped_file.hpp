@@ -1,6 +1,6 @@
 #pragma once
-/// MappedFile: a read-only memory mapping of a whole file, with page-cache advice and
-/// residency queries. Shared through std::shared_ptr so that every view into it (numpy arrays,
+/// MappedFile: a memory mapping of a whole file that never writes to it, with page-cache advice
+/// and residency queries. Shared through std::shared_ptr so that every view into it (numpy arrays,
 /// gather sections) can keep the mapping alive.
 
 #include <cstddef>
@@ -13,7 +13,9 @@
 
 namespace pydata {
 
-/// A read-only mmap of one file. Immutable after open, so thread-safe.
+/// A private mmap of one file: the file is opened read-only and never changed. Where the kernel
+/// allows it the mapping is copy-on-write, so writes through a view stay private to this
+/// process; otherwise it is read-only. Immutable after open, so thread-safe.
 class MappedFile {
  public:
   /// Page-cache advice for a byte range (madvise).
@@ -32,6 +34,8 @@ class MappedFile {
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
   /// File size in bytes at open time.
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  /// Whether writes through the mapping are allowed (copied privately, never reaching the file).
+  [[nodiscard]] bool copy_on_write() const noexcept { return copy_on_write_; }
   /// The mapped bytes [offset, offset + length); throws std::out_of_range naming the file and
   /// the range if it does not lie inside the file.
   [[nodiscard]] ByteSpan bytes(std::size_t offset, std::size_t length) const;
@@ -51,12 +55,13 @@ class MappedFile {
   [[nodiscard]] static Advice parse_advice(std::string_view name);
 
  private:
-  MappedFile(std::string path, const std::uint8_t* data, std::size_t size);
+  MappedFile(std::string path, const std::uint8_t* data, std::size_t size, bool copy_on_write);
   void check_range(std::size_t offset, std::size_t length) const;
 
   std::string path_;
   const std::uint8_t* data_;
   std::size_t size_;
+  bool copy_on_write_;
 };
 
 }  // namespace pydata

@@ -22,9 +22,10 @@ __all__ = ["SampleBatch", "collate", "to_torch"]
 
 
 def tensor_of(field: Field, array: np.ndarray[Any, Any]) -> torch.Tensor:
-    """A zero-copy tensor over ``array``; read-only arrays (mapped shards) are allowed."""
+    """A zero-copy tensor over ``array``; read-only arrays are allowed."""
     if not array.flags.writeable:
-        # A mapped shard is read-only; torch warns because it cannot mark tensors read-only.
+        # Only where the kernel refused a copy-on-write mapping: torch warns because it cannot
+        # mark tensors read-only.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             tensor = torch.from_numpy(array)

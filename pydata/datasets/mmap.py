@@ -76,8 +76,9 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
         return self.index.samples
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """One sample: fixed raw fields are zero-copy views of the mapped shard (read-only:
-        ``clone()`` before modifying one in place)."""
+        """One sample: fixed raw fields are zero-copy views of the mapped shard. The mapping is
+        copy-on-write: an in-place change never reaches the file, but later reads of that
+        sample in this process see it, so ``clone()`` a tensor you modify in place."""
         return to_torch(self.reader.fields, self.reader.read_sample(int(index)))
 
     def __getitems__(self, indices: Sequence[int]) -> SampleBatch:

@@ -120,12 +120,15 @@ class ShardReader:
         return self.header.section(name)
 
     def fixed(self, name: str) -> npt.NDArray[Any]:
-        """A zero-copy view ``(samples, *shape)`` of a fixed field (mmap mode only)."""
+        """A zero-copy view ``(samples, *shape)`` of a fixed field (mmap mode only). Writes to it
+        stay private to this process (copy-on-write) and never reach the file."""
         field = self.schema[name]
         section = self.section(name)
         assert self.mapped is not None and field.shape is not None
+        # Writable where the mapping is copy-on-write: torch can then wrap rows without a
+        # read-only warning, and a caller's in-place change stays private to its process.
         return self.mapped.view(section.offset, section.nbytes, dtype=field.storage_dtype,
-                                shape=(self.samples, *field.shape))
+                                shape=(self.samples, *field.shape), writable=self.mapped.copy_on_write)
 
     def indexed(self, name: str) -> IndexedView:
         """The offsets table (validated: starts at 0, never decreases, ends inside the section)

@@ -53,6 +53,18 @@ def test_view_is_zero_copy_and_read_only(data_file: tuple[Path, bytes]) -> None:
         a[0] = 1
 
 
+def test_writable_view_changes_stay_private(data_file: tuple[Path, bytes]) -> None:
+    path, content = data_file
+    mapped = pydata.MappedFile(path)
+    assert mapped.copy_on_write
+    view = mapped.view(0, 16, writable=True)
+    view[:] = 0xAB
+    assert (view == 0xAB).all()
+    assert path.read_bytes() == content  # the file never changes
+    other = pydata.MappedFile(path)
+    assert other.view(0, 16).tobytes() == content[:16]  # nor does another mapping of it
+
+
 def test_view_keeps_the_mapping_alive(
     data_file: tuple[Path, bytes], gc_tester: Callable[[Any], None]
 ) -> None:

@@ -30,13 +30,13 @@ def test_io_must_be_mmap_or_read(shard: Any) -> None:
         open_shard(shard, "nfs")
 
 
-def test_fixed_is_a_read_only_view_of_the_mapped_file(shard: Any) -> None:
+def test_fixed_is_a_copy_on_write_view_of_the_mapped_file(shard: Any) -> None:
     ds, _ = shard
     reader = open_shard(shard)
     assert reader.samples == 6
     image = reader.fixed("image")
     assert image.shape == (6, 3, 8, 8)
-    assert not image.flags.writeable
+    assert reader.mapped is not None and image.flags.writeable == reader.mapped.copy_on_write
     np.testing.assert_array_equal(image, np.stack([s["image"] for s in ds.samples]))
     assert reader.mapped is not None
     assert np.shares_memory(image, reader.mapped.view(0, reader.mapped.size))
