@@ -176,6 +176,7 @@ class Loader:
             stop.set()
             ready.close()
             producer.join()
+            self._pool.release_unclaimed()
             self._stats.stop()
 
     def _advance(self, slot: Slot, start: int, number: int, slices: list[slice]) -> None:

@@ -83,6 +83,13 @@ class SlotPool:
             self._slots.append(slot)
             return slot
 
+    def release_unclaimed(self) -> None:
+        """Frees slots filled for batches that were never handed out (the iteration stopped
+        early). Call only once the producer has stopped."""
+        with self._lock:
+            for slot in self._slots:
+                slot.busy = False
+
     def _allocate(self, slot_id: int) -> Slot:
         arrays: dict[str, np.ndarray[Any, Any]] = {}
         pinned: dict[str, torch.Tensor] = {}

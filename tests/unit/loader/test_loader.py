@@ -96,6 +96,15 @@ def test_buffers_are_recycled_when_batches_are_dropped(dataset: Any) -> None:
     assert len(loader._pool) <= 2 + 3
 
 
+def test_stopping_early_does_not_leak_buffers(dataset: Any) -> None:
+    loader = pydata.Loader(dataset, 8, prefetch=3)
+    for _ in range(20):
+        iterator = iter(loader)
+        next(iterator)
+        iterator.close()
+    assert len(loader._pool) <= 3 + 3
+
+
 def test_fields_subset(dataset: Any) -> None:
     batch = next(iter(pydata.Loader(dataset, 4, fields=["label"])))
     assert list(batch) == ["label"]
