@@ -11,7 +11,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,44 @@ def measure_interleaved(cases: dict[str, Callable[[], object]], repeats: int = 7
             cases[name]()
             samples[name].append(time.perf_counter() - start)
     return {name: Timing(times) for name, times in samples.items()}
+
+
+def measure_interleaved_each(cases: dict[str, Callable[[], object]], repeats: int = 5,
+                             before: dict[str, Callable[[], object]] | None = None,
+                             warmup: bool = True) -> dict[str, Timing]:
+    """:func:`measure_interleaved` with a ``before`` per case: ``before[name]()`` runs untimed
+    right before every call of case ``name`` (e.g. to make only that case's files resident,
+    when touching every case's files before every call would take longer than the calls)."""
+    before = before or {}
+    names = list(cases)
+    if warmup:
+        for name in names:
+            if name in before:
+                before[name]()
+            cases[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_index in range(repeats):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if name in before:
+                before[name]()
+            start = time.perf_counter()
+            cases[name]()
+            samples[name].append(time.perf_counter() - start)
+    return {name: Timing(times) for name, times in samples.items()}
+
+
+def touch_files(paths: Iterable[Path]) -> int:
+    """Reads every byte of ``paths`` (into one reused buffer), so that their pages are in the
+    page cache right before a timed run; returns the bytes read. This VM pages out file pages
+    that sit idle for ~30 s, so without this a "hot" figure would measure the disk."""
+    buffer = bytearray(1 << 20)
+    total = 0
+    for path in paths:
+        with Path(path).open("rb", buffering=0) as f:
+            while n := f.readinto(buffer):
+                total += n
+    return total
 
 
 def environment() -> dict[str, Any]:
