@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/errors.hpp"
+#include "core/row_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace pydata {
@@ -88,13 +89,17 @@ void FixedSections::gather(const std::int64_t* indices, std::size_t count, Mutab
     sources[i] = sections_[section].data + row * row_bytes_;
   }
   const std::size_t tasks = tasks_for(dst.size, count, threads);
+  // A batch past the parallel threshold is too big to stay in cache for its consumer anyway.
+  const bool stream = dst.size >= kMinParallelBytes;
   ThreadPool::shared().parallel_for(tasks, threads, [&](std::size_t task) {
     const std::size_t begin = count * task / tasks;
     const std::size_t end = count * (task + 1) / tasks;
     std::uint8_t* out = dst.data + begin * row_bytes_;
     for (std::size_t i = begin; i < end; ++i, out += row_bytes_) {
-      std::memcpy(out, sources[i], row_bytes_);
+      if (i + 1 < end) detail::prefetch_row(sources[i + 1], row_bytes_);
+      detail::copy_row(out, sources[i], row_bytes_, stream);
     }
+    if (stream) detail::end_stream();
   });
 }
 

@@ -1,10 +1,11 @@
 """Loader: pydata's own batch loader, without worker processes.
 
-One producer thread walks this rank's share of the epoch order and asks the compiled core to
-gather/decode each whole batch straight into a reusable slot (the core splits the copy over its
-threads with the GIL released); ready slots travel to the consumer through a ``RingBuffer``. No
-per-sample Python runs in the hot path, and the data is never pickled or copied between
-processes. The trade-off against DataLoader workers: Python-level per-sample work (augmentations
+Producer threads (``num_threads``) take the batches of this rank's share of the epoch order in
+turn and have the compiled core gather/decode each whole batch, with the GIL released, straight
+into a reusable slot; ready slots travel to the consumer through a ``RingBuffer`` and are handed
+out in order. No per-sample Python runs in the hot path, and the data is never pickled or copied
+between processes. Whole batches in parallel beat splitting each batch over threads: no hand-off
+or join inside a batch, and one producer's Python overlaps another's copy (benchmarks/README.md). The trade-off against DataLoader workers: Python-level per-sample work (augmentations
 written per sample) does not parallelise here; batch transforms (:mod:`pydata.loader.transforms`)
 do, on the assembled batch and on the device when there is one.
 
@@ -15,6 +16,7 @@ different ``num_threads`` or world size.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -48,7 +50,8 @@ class Loader:
         seed: Seed of the order (and of the transforms' randomness).
         drop_last: Leave out a final partial batch.
         fields: Fields to load (default: the dataset's).
-        num_threads: Core threads per batch (default: the pool's, from the usable cores).
+        num_threads: Threads assembling batches, each a whole batch at a time (default:
+            ``PYDATA_NUM_THREADS``, else the usable cores).
         prefetch: Batches assembled ahead of the consumer.
         pin_memory: Page-lock the batch buffers (default: when CUDA is available).
         device: Copy batches there (``"cuda"``: on a side stream, non-blocking).
@@ -78,8 +81,8 @@ class Loader:
                  device: str | torch.device | None = None, transforms: Sequence[BatchTransform] = (),
                  *, rank: int | None = None, world_size: int | None = None,
                  on_corrupt: Literal["raise", "skip"] = "raise", audit: bool = False) -> None:
-        if batch_size < 1 or prefetch < 1:
-            msg = f"batch_size and prefetch must be >= 1, got {batch_size} and {prefetch}"
+        if batch_size < 1 or prefetch < 1 or (num_threads is not None and num_threads < 1):
+            msg = f"batch_size, prefetch and num_threads must be >= 1, got {batch_size}, {prefetch}, {num_threads}"
             raise ValueError(msg)
         if on_corrupt not in ("raise", "skip"):
             msg = f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}"
@@ -99,6 +102,11 @@ class Loader:
         self.epoch, self.consumed = 0, 0
         self.skipped: list[int] = []
         self._pool = SlotPool(self.reader, batch_size, pin_memory=self.pin_memory)
+        # Batches are assembled in parallel, each by one producer thread on one core thread:
+        # no hand-off or join inside a batch, and one producer's Python runs while another's
+        # copy runs without the GIL.
+        self._producers = num_threads if num_threads is not None else _default_producers()
+        self._threads_per_batch = 1
         self._stats = LoaderStats()
         self._order_cache: tuple[int, np.ndarray[Any, Any]] | None = None
 
@@ -154,28 +162,31 @@ class Loader:
         slices = orders.batch_slices(len(share), self.batch_size, drop_last=self.drop_last)
         start = self.consumed
         ready = RingBuffer(self.prefetch)
-        stop = threading.Event()
-        producer = threading.Thread(target=self._produce, args=(share, slices, ready, stop),
-                                    name="pydata-loader", daemon=True)
-        self._stats.start(skipped=len(self.skipped))
+        work = _Work(share, slices, ready, self.prefetch)
+        producers = [threading.Thread(target=self._produce, args=(work,), name=f"pydata-loader-{i}",
+                                      daemon=True) for i in range(min(self._producers, max(len(slices), 1)))]
+        self._stats.start(skipped=len(self.skipped), producers=len(producers))
         delivered: list[np.ndarray[Any, Any]] = []
-        producer.start()
+        for producer in producers:
+            producer.start()
         try:
             for number in range(len(slices)):
-                slot = self._next_ready(ready, producer)
+                slot = self._next_ready(work, number, producers)
                 if slot.error is not None:
                     raise slot.error
-                assert slot.number == number and slot.indices is not None
+                assert slot.indices is not None
                 batch = self._hand_out(slot)
+                work.room.release()
                 self._advance(slot, start, number, slices)
                 if self.audit:
                     delivered.append(slot.indices.copy())
                 yield batch
             self._end_epoch(share[: slices[-1].stop if slices else 0], delivered)
         finally:
-            stop.set()
+            work.stop.set()
             ready.close()
-            producer.join()
+            for producer in producers:
+                producer.join()
             self._pool.release_unclaimed()
             self._stats.stop()
 
@@ -189,18 +200,19 @@ class Loader:
             self._audit(expected, delivered)
         self.set_epoch(self.epoch + 1)
 
-    def _next_ready(self, ready: RingBuffer, producer: threading.Thread) -> Slot:
+    def _next_ready(self, work: _Work, number: int, producers: list[threading.Thread]) -> Slot:
+        """Batch ``number``: producers finish batches out of order, so later ones wait aside."""
         waited = time.perf_counter()
-        while True:
+        while number not in work.early:
             try:
-                token = ready.pop(timeout=_WAIT_SLICE)
-                break
+                slot = self._pool[work.ready.pop(timeout=_WAIT_SLICE)]
+                work.early[slot.number] = slot
             except WaitTimeoutError:
-                if not producer.is_alive():
-                    msg = "the loader's producer thread stopped without delivering a batch"
+                if not any(p.is_alive() for p in producers):
+                    msg = "the loader's producer threads stopped without delivering a batch"
                     raise RuntimeError(msg) from None
         self._stats.waited(time.perf_counter() - waited)
-        return self._pool[token]
+        return work.early.pop(number)
 
     def _hand_out(self, slot: Slot) -> dict[str, Any]:
         assert slot.indices is not None
@@ -240,18 +252,21 @@ class Loader:
 
     # -- producer ----------------------------------------------------------------------------
 
-    def _produce(self, share: np.ndarray[Any, Any], slices: list[slice], ready: RingBuffer,
-                 stop: threading.Event) -> None:
-        for number, part in enumerate(slices):
-            if stop.is_set():
+    def _produce(self, work: _Work) -> None:
+        """One producer thread: takes the next batch number, fills a slot, hands it over."""
+        while not work.stop.is_set():
+            if not work.room.acquire(timeout=_WAIT_SLICE):
+                continue
+            number = work.take()
+            if number is None:
                 return
             slot = self._pool.acquire()
             began = time.perf_counter()
-            self._fill(slot, number, share[part])
+            self._fill(slot, number, work.share[work.slices[number]])
             self._stats.produced(time.perf_counter() - began)
-            while not stop.is_set():
+            while not work.stop.is_set():
                 try:
-                    ready.push(slot.id, timeout=_WAIT_SLICE)
+                    work.ready.push(slot.id, timeout=_WAIT_SLICE)
                     break
                 except WaitTimeoutError:
                     continue
@@ -283,7 +298,7 @@ class Loader:
     def _read(self, slot: Slot, indices: np.ndarray[Any, Any]) -> dict[str, Any]:
         n = len(indices)
         out = {name: arr[:n] for name, arr in slot.arrays.items()}
-        return self.reader.read_batch(indices, out, threads=self.num_threads)
+        return self.reader.read_batch(indices, out, threads=self._threads_per_batch)
 
     def _find_corrupt(self, indices: np.ndarray[Any, Any]) -> tuple[list[int], str]:
         """The samples of a failed batch that fail alone (data-determined, so deterministic),
@@ -316,6 +331,36 @@ class Loader:
     def __repr__(self) -> str:
         return (f"Loader(samples={self.reader.samples}, batch_size={self.batch_size}, epoch={self.epoch}, "
                 f"rank={self.rank}/{self.world_size}, fields={list(self.reader.fields)})")
+
+
+def _default_producers() -> int:
+    """PYDATA_NUM_THREADS if set (as for the core's pool), else the cores this process may use."""
+    env = os.environ.get("PYDATA_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    return len(getaffinity(0)) if getaffinity is not None else (os.cpu_count() or 1)
+
+
+class _Work:
+    """What the producers of one iteration share: the batches and the next one to take."""
+
+    def __init__(self, share: np.ndarray[Any, Any], slices: list[slice], ready: RingBuffer,
+                 prefetch: int) -> None:
+        self.share, self.slices, self.ready = share, slices, ready
+        self.stop = threading.Event()
+        # Batches taken but not yet handed out: at most `prefetch`, however producers race.
+        self.room = threading.Semaphore(prefetch)
+        self.early: dict[int, Slot] = {}  # consumer side: batches that arrived before their turn
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> int | None:
+        with self._lock:
+            if self._next >= len(self.slices):
+                return None
+            self._next += 1
+            return self._next - 1
 
 
 def _with_context(exc: BaseException, number: int, indices: np.ndarray[Any, Any]) -> BaseException:

@@ -22,8 +22,9 @@ class LoaderStats:
         self.start()
         self._ended: float | None = 0.0
 
-    def start(self, skipped: int = 0) -> None:
+    def start(self, skipped: int = 0, producers: int = 1) -> None:
         with self._lock:
+            self._producers = max(producers, 1)
             self._began = time.perf_counter()
             self._ended = None
             self._samples = 0
@@ -54,7 +55,7 @@ class LoaderStats:
 
     def summary(self) -> dict[str, float]:
         """samples, batches, seconds, samples_per_s, bytes_per_s, wait_s, wait_fraction,
-        producer_busy_fraction and skipped."""
+        producer_busy_fraction (averaged over the producer threads) and skipped."""
         with self._lock:
             end = self._ended if self._ended is not None else time.perf_counter()
             elapsed = max(end - self._began, 1e-9)
@@ -66,6 +67,6 @@ class LoaderStats:
                 "bytes_per_s": self._bytes / elapsed,
                 "wait_s": self._wait,
                 "wait_fraction": min(self._wait / elapsed, 1.0),
-                "producer_busy_fraction": min(self._busy / elapsed, 1.0),
+                "producer_busy_fraction": min(self._busy / (elapsed * self._producers), 1.0),
                 "skipped": float(self._skipped),
             }
