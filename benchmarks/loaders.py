@@ -33,7 +33,6 @@ Prints a markdown table and writes ``results/loaders.json``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import itertools
 import shutil
 import tempfile
@@ -321,14 +320,11 @@ def pydata_cases(root: Path, fields: Mapping[str, np.ndarray], config: str,
         print(f"wrote pydata {config} dataset: {size / 1e6:.0f} MB in {len(files)} files, "
               f"{time.perf_counter() - started:.1f} s")
         ds = MemoryMappedDataset(path)
-        touch = _touch_dataset(ds, files)
-        persistent = _accepts(create_dataloader, "persistent_workers")
+        touch = _touch_dataset(ds)
         cases = []
         for k in workers:
-            extra = {"persistent_workers": k > 0} if persistent and k > 0 else {}
-            dl = create_dataloader(ds, batch_size=BATCH, num_workers=k, shuffle=True, seed=0, **extra)
-            note = "" if persistent or k == 0 else "workers restart every epoch (no persistent_workers)"
-            cases.append(Case(*names[len(cases)], config, batches=lambda dl=dl: dl, touch=touch, note=note))
+            dl = create_dataloader(ds, batch_size=BATCH, num_workers=k, shuffle=True, seed=0)
+            cases.append(Case(*names[len(cases)], config, batches=lambda dl=dl: dl, touch=touch))
         for t in threads:
             loader = Loader(ds, batch_size=BATCH, shuffle=True, seed=0, num_threads=t, prefetch=4)
             cases.append(Case(*names[len(cases)], config, batches=_epochs(loader), touch=touch))
@@ -338,23 +334,11 @@ def pydata_cases(root: Path, fields: Mapping[str, np.ndarray], config: str,
         return [Case(n, s, config, note=f"error: {type(exc).__name__}: {exc}"[:120]) for n, s in names]
 
 
-def _touch_dataset(ds: Any, files: list[Path]) -> Callable[[], object]:
-    """Touches the shards through the dataset's own maps, so that its page tables are as warm
-    as the numpy cases' (``touch_mapped``); reads the files when the maps are not reachable.
-    A DataLoader worker's maps are its own: for those rows only the page cache is warm."""
-    prefault = getattr(ds, "prefault", None)
-    if prefault is not None:
-        return prefault  # type: ignore[no-any-return]
-    try:
-        maps = [shard.mapped for shard in ds.reader.shards if shard.mapped is not None]
-    except AttributeError:
-        return lambda: touch_files(files)
-    return lambda: [m.prefault() for m in maps]
-
-
-def _accepts(fn: Callable[..., Any], name: str) -> bool:
-    params = inspect.signature(fn).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+def _touch_dataset(ds: Any) -> Callable[[], object]:
+    """Touches the shards through the dataset's own maps (``MemoryMappedDataset.prefault``), so
+    that its page tables are as warm as the numpy cases' (``touch_mapped``). A DataLoader
+    worker's maps are its own: for those rows only the page cache is warm."""
+    return ds.prefault  # type: ignore[no-any-return]
 
 
 def _epochs(loader: Any) -> Callable[[], Iterable[Batch]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pickle
 from typing import Any
 
@@ -219,6 +221,15 @@ def test_verify_passes_on_a_good_dataset_quietly(data: Any, capsys: pytest.Captu
     MemoryMappedDataset(data.path).verify(progress=False)
     MemoryMappedDataset(data.path, io="read").verify(progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_prefault_touches_every_page_of_every_shard(data: Any) -> None:
+    ds = MemoryMappedDataset(data.path)
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = sum(-(-p.stat().st_size // page) for p in data.shard_paths())
+    assert ds.prefault() == pages
+    assert all(s.mapped.resident_bytes() == s.mapped.size for s in ds.reader.shards)
+    assert MemoryMappedDataset(data.path, io="read").prefault() == 0
 
 
 def test_verify_names_a_damaged_shard(data: Any) -> None:
