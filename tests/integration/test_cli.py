@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -193,10 +192,12 @@ def test_exit_codes_of_a_real_process(dataset: Path, tmp_path: Path) -> None:
     assert len(run.stderr.splitlines()) == 1
 
 
-@pytest.mark.skipif(shutil.which("pydata") is None, reason="the pydata script is installed only in CI")
+INSTALLED_SCRIPT = Path(sys.executable).parent / "pydata"
+
+
+@pytest.mark.skipif(not INSTALLED_SCRIPT.is_file(), reason="no installed package (a development stage)")
 def test_the_installed_script(tmp_path: Path) -> None:
-    script = shutil.which("pydata")
-    assert script is not None
+    script = str(INSTALLED_SCRIPT)
     run = subprocess.run([script, "verify", "--help"], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert run.returncode == 0
     assert run.stdout.startswith("usage: pydata verify")

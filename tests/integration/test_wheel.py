@@ -59,7 +59,7 @@ def test_repaired_wheel_works_in_a_fresh_venv(repaired_wheel: Path, tmp_path: Pa
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     _run(python, "-m", "pip", "install", "-q", "--no-deps", repaired_wheel)
-    _run(python, "-m", "pip", "install", "-q", "numpy")
+    _run(python, "-m", "pip", "install", "-q", "numpy", "tqdm")  # what `import pydata` needs
     (core,) = (env_dir / "lib").glob("python3*/site-packages/pydata/_core*.so")
     # The extension resolves liblz4 to the copy inside the wheel, not to the system's.
     lz4_line = next(line for line in _run("ldd", core).splitlines() if "liblz4" in line)
