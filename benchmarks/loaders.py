@@ -19,7 +19,9 @@ to float16 on read). The ceilings move the same bytes per batch: a one-thread me
 contiguous rows, a one-thread ``np.take`` of the same rows into a preallocated batch, and two
 two-thread memcpys: numpy ``copyto`` of half of every batch in each of two threads (numpy
 releases the GIL for large copies) and ``pydata.gather_rows(threads=2)`` of contiguous rows.
-The "x memcpy ceiling" column divides by the fastest of the three memcpy rows.
+The "x memcpy ceiling" column divides by the fastest of the three memcpy rows. A last row,
+"bound", copies exactly the shuffled batches' rows with ``pydata.gather_rows(threads=2)`` and no
+loader around it: the cost of the random access pattern itself, which no loader can beat.
 
 Hot figures: right before each timed epoch, every case's files are read in full, or, for the
 memory-mapped cases, every page is touched through the case's own mapping (page tables too),
@@ -275,6 +277,11 @@ def ceiling_cases(fields: Mapping[str, np.ndarray]) -> list[Case]:
             for name, src in fields.items():
                 pydata.gather_rows([src], rows, out[name][: len(idx)], threads=2)
 
+    def gather_shuffled() -> None:
+        for idx in batches:
+            for name, src in fields.items():
+                pydata.gather_rows([src], idx, out[name][: len(idx)], threads=2)
+
     def take() -> None:
         for idx in batches:
             for name, src in fields.items():
@@ -292,7 +299,11 @@ def ceiling_cases(fields: Mapping[str, np.ndarray]) -> list[Case]:
             Case("ceiling: memcpy, numpy copyto of halves", "2 threads", run=memcpy_two_threads,
                  touch=touch),
             Case("ceiling: memcpy, pydata.gather_rows of contiguous rows", "2 threads",
-                 run=gather_contiguous, touch=touch)]
+                 run=gather_contiguous, touch=touch),
+            # Not a memcpy ceiling: what copying exactly a shuffled batch's rows costs with no
+            # loader around it, the bound for any loader of this random access pattern.
+            Case("bound: pydata.gather_rows of the shuffled batches' rows, no loader", "2 threads",
+                 run=gather_shuffled, touch=touch)]
 
 
 def pydata_cases(root: Path, fields: Mapping[str, np.ndarray], config: str,
