@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 # errors first: the compiled core imports pydata.errors while it initialises.
 from pydata import errors
-from pydata.errors import ClosedError, CorruptDataError, FormatError, PydataError, WaitTimeoutError
+from pydata.errors import (
+    AuditError,
+    ClosedError,
+    CorruptDataError,
+    FormatError,
+    PydataError,
+    RemoteError,
+    WaitTimeoutError,
+)
 
 from pydata._core import (  # noqa: E402  (after errors, on purpose)
     CODECS,
@@ -41,6 +49,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Loader": "pydata.loader.loader",
     "MemoryMappedDataset": "pydata.datasets.mmap",
+    "StreamingDataset": "pydata.datasets.streaming",
     "collate": "pydata.datasets.batch",
     "create_dataloader": "pydata.loader.dataloader",
     "transforms": "pydata.loader.transforms",  # the module itself
@@ -49,6 +58,7 @@ _LAZY = {
 if TYPE_CHECKING:
     from pydata.datasets.batch import collate
     from pydata.datasets.mmap import MemoryMappedDataset
+    from pydata.datasets.streaming import StreamingDataset
     from pydata.loader import transforms
     from pydata.loader.dataloader import create_dataloader
     from pydata.loader.loader import Loader
@@ -68,6 +78,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AuditError",
     "CODECS",
     "ClosedError",
     "CorruptDataError",
@@ -79,8 +90,10 @@ __all__ = [
     "MappedFile",
     "MemoryMappedDataset",
     "PydataError",
+    "RemoteError",
     "RingBuffer",
     "ShardWriter",
+    "StreamingDataset",
     "WaitTimeoutError",
     "__version__",
     "blob_info",

@@ -14,6 +14,7 @@ __all__ = [
     "CorruptDataError",
     "FormatError",
     "PydataError",
+    "RemoteError",
     "WaitTimeoutError",
 ]
 
@@ -32,6 +33,11 @@ class CorruptDataError(PydataError, ValueError):
 
 class ClosedError(PydataError, RuntimeError):
     """The object is closed: a push onto a closed RingBuffer, or a pop once it is drained."""
+
+
+class RemoteError(PydataError, OSError):
+    """A remote store failed: a permanent error (credentials, no such bucket), or a transient one
+    that outlived the retries. The message names the URL and the cause."""
 
 
 class WaitTimeoutError(PydataError, TimeoutError):

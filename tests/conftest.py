@@ -185,3 +185,278 @@ def make_dataset(tmp_path: Any) -> Callable[..., SyntheticDataset]:
         return SyntheticDataset(path, schema, samples, expected)
 
     return make
+
+
+# -- S3: a local moto server, buckets, storage options, a fault-injecting proxy --------------------
+#
+# Every S3 test talks HTTP to moto's server on 127.0.0.1 (never mocks fsspec/s3fs). The server is
+# in-process (moto.server.ThreadedMotoServer), so its state (buckets, IAM, auth mode) is global to
+# the test process; each test gets a fresh bucket instead of a fresh server.
+
+_S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
+_S3_REGION = "us-east-1"
+
+# Anything on the machine that could send boto/aiohttp traffic elsewhere (proxies, profiles,
+# endpoint overrides, instance metadata lookups) is removed or neutralized for the session.
+_S3_UNSET_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_IAM", "AWS_REGION",
+                 "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CA_BUNDLE")
+
+
+class S3Server:
+    """The running moto server, as the ``s3_server`` fixture yields it.
+
+    Attributes:
+        endpoint_url: ``http://127.0.0.1:PORT``.
+        host: Always ``127.0.0.1``.
+        port: The port the OS picked.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.endpoint_url = f"http://{host}:{port}"
+        self._clients: dict[str, Any] = {}
+
+    def boto3_client(self, service: str = "s3") -> Any:
+        """A boto3 client for this server with the dummy credentials, shared for the session
+        (botocore clients are thread-safe; creating one costs ~0.1 s of model loading)."""
+        if service not in self._clients:
+            import boto3
+
+            self._clients[service] = boto3.session.Session().client(
+                service, endpoint_url=self.endpoint_url, region_name=_S3_REGION,
+                aws_access_key_id=_S3_CREDENTIALS["key"],
+                aws_secret_access_key=_S3_CREDENTIALS["secret"])
+        return self._clients[service]
+
+    def close(self) -> None:
+        """Closes the shared boto3 clients."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    def set_auth(self, enabled: bool) -> None:
+        """Turns moto's credential checks on (IAM keys, SigV4 signatures, policies) or off.
+
+        moto accepts any credentials by default. Its ``INITIAL_NO_AUTH_ACTION_COUNT`` setting
+        (an environment variable read when moto is imported) turns checking on after that many
+        requests; ``POST /moto-api/reset-auth`` changes it at run time, which works for the
+        in-process ThreadedMotoServer as for ``moto_server``. With checking on, only access keys
+        created through moto's IAM are valid. Process-global: restore it (``set_auth(False)``).
+        """
+        import http.client
+
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request("POST", "/moto-api/reset-auth", body=b"0" if enabled else b"inf")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        assert response.status == 200, body
+
+    def __repr__(self) -> str:
+        return f"S3Server({self.endpoint_url})"
+
+
+def _s3_storage_options(endpoint_url: str) -> dict[str, Any]:
+    """s3fs storage options for a local endpoint (s3fs also takes ``endpoint_url`` top-level)."""
+    return {**_S3_CREDENTIALS,
+            "client_kwargs": {"endpoint_url": endpoint_url, "region_name": _S3_REGION}}
+
+
+def _without_app_server_header(app: Callable[..., Any]) -> Callable[..., Any]:
+    """WSGI middleware that drops the application's ``Server`` header (the HTTP server adds one)."""
+
+    def wrapped(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            return start_response(status, [(k, v) for k, v in headers if k.lower() != "server"],
+                                  exc_info)
+
+        return app(environ, start)
+
+    return wrapped
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A moto S3 server on 127.0.0.1 (free port) for the whole session, with dummy credentials.
+
+    Sets AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY=testing and AWS_DEFAULT_REGION=us-east-1, points
+    AWS_CONFIG_FILE/AWS_SHARED_CREDENTIALS_FILE at missing files, removes proxy and endpoint
+    variables and sets NO_PROXY=127.0.0.1,localhost; all restored at the end of the session.
+    """
+    missing = tmp_path_factory.mktemp("aws") / "missing"
+    with pytest.MonkeyPatch.context() as mp:
+        for name in _S3_UNSET_ENV:
+            mp.delenv(name, raising=False)
+        mp.setenv("AWS_ACCESS_KEY_ID", _S3_CREDENTIALS["key"])
+        mp.setenv("AWS_SECRET_ACCESS_KEY", _S3_CREDENTIALS["secret"])
+        mp.setenv("AWS_DEFAULT_REGION", _S3_REGION)
+        mp.setenv("AWS_CONFIG_FILE", str(missing / "config"))
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", str(missing / "credentials"))
+        mp.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        mp.setenv("NO_PROXY", "127.0.0.1,localhost")
+        mp.setenv("no_proxy", "127.0.0.1,localhost")
+
+        from moto.server import ThreadedMotoServer
+
+        # port=0: werkzeug binds a free port, get_host_and_port() reports it.
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        # moto 5.2 answers many requests with its own "server: amazon.com" on top of werkzeug's
+        # "Server": aiohttp's strict parser (python -X dev / PYTHONDEVMODE) rejects that as a
+        # duplicate singleton header. Drop moto's before any client knows the port. Private
+        # attribute: if moto renames it, the suite still runs, only not under -X dev.
+        wsgi = getattr(server, "_server", None)
+        if wsgi is not None and hasattr(wsgi, "app"):
+            wsgi.app = _without_app_server_header(wsgi.app)
+        try:
+            host, port = server.get_host_and_port()
+            assert host == "127.0.0.1", host
+            s3 = S3Server(host, port)
+            try:
+                yield s3
+            finally:
+                s3.close()
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A new, empty, uniquely named bucket on ``s3_server``; emptied and deleted afterwards."""
+    import uuid
+
+    name = f"test-{uuid.uuid4().hex[:20]}"
+    client = s3_server.boto3_client()
+    client.create_bucket(Bucket=name)
+    yield name
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=name, Delete={"Objects": keys})
+    client.delete_bucket(Bucket=name)
+
+
+def _clear_s3fs_instances() -> None:
+    """Drops s3fs's cached filesystem instances; their finalizers close the aiohttp sessions."""
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    gc.collect()
+
+
+@pytest.fixture
+def s3_options(s3_server: S3Server) -> Iterator[dict[str, Any]]:
+    """fsspec ``storage_options`` for s3fs against ``s3_server``: credentials, endpoint, region.
+
+    ``s3fs.S3FileSystem(**s3_options)`` and ``fsspec.open("s3://...", **s3_options)`` both take it.
+    s3fs's instance cache is cleared at teardown, so no filesystem (or session) outlives the test.
+    """
+    yield _s3_storage_options(s3_server.endpoint_url)
+    _clear_s3fs_instances()
+
+
+@pytest.fixture
+def upload_dataset(s3_options: dict[str, Any]) -> Callable[..., str]:
+    """``upload_dataset(local_dir, bucket, prefix) -> "s3://bucket/prefix"``: puts every file of a
+    dataset directory (index.json and shards, as ShardWriter wrote them) under the prefix."""
+    from pathlib import Path
+
+    import s3fs
+
+    def upload(local_dir: Any, bucket: str, prefix: str = "ds") -> str:
+        root = Path(local_dir)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+        assert files, f"nothing to upload in {root}"
+        base = f"{bucket}/{prefix.strip('/')}" if prefix.strip("/") else bucket
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, **s3_options)
+        fs.put([str(p) for p in files], [f"{base}/{p.relative_to(root).as_posix()}" for p in files])
+        return f"s3://{base}"
+
+    return upload
+
+
+def _load_fault_proxy_module() -> Any:
+    """tests/integration/fault_proxy.py, imported by path (tests/ is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "pydata_tests_fault_proxy"
+    if name not in sys.modules:
+        path = Path(__file__).parent / "integration" / "fault_proxy.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture
+def fault_proxy(s3_server: S3Server) -> Iterator[Any]:
+    """A started ``FaultProxy`` (tests/integration/fault_proxy.py) in front of ``s3_server``,
+    faults off, seed 0; stopped (threads joined) at teardown.
+
+    Knobs: ``set_faults(fail_503=, reset=, truncate=, only_get_objects=, seed=)``,
+    ``inject_next(kind, count)``, ``clear()``; read ``counts``, ``log``, ``errors``,
+    ``endpoint_url``.
+    """
+    module = _load_fault_proxy_module()
+    proxy = module.FaultProxy(s3_server.endpoint_url, seed=0)
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        _clear_s3fs_instances()  # sessions pointing at the proxy go before it does
+        proxy.stop()
+
+
+@pytest.fixture
+def proxy_s3_options(fault_proxy: Any) -> dict[str, Any]:
+    """Like ``s3_options``, with the endpoint of ``fault_proxy``."""
+    return _s3_storage_options(fault_proxy.endpoint_url)
+
+
+@pytest.fixture
+def loopback_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Blocks any TCP/UDP connect to a non-loopback address during the test (all threads,
+    including fsspec's event loop) and fails the test at teardown if one was tried, even if a
+    retry layer swallowed the error; yields the list of addresses connected to."""
+    import ipaddress
+    import socket
+
+    seen: list[Any] = []
+    violations: list[Any] = []
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(sock: socket.socket, address: Any) -> None:
+        seen.append(address)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = str(address[0]).split("%")[0]
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:  # a host name: resolving it may already leave the machine
+                loopback = host == "localhost"
+            if not loopback:
+                violations.append(address)
+                msg = f"test tried to connect to {address!r}; only loopback is allowed"
+                raise AssertionError(msg)
+
+    def connect(sock: socket.socket, address: Any) -> None:
+        check(sock, address)
+        real_connect(sock, address)
+
+    def connect_ex(sock: socket.socket, address: Any) -> int:
+        check(sock, address)
+        return real_connect_ex(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield seen
+    assert not violations, f"connections outside loopback were attempted: {violations!r}"

@@ -21,6 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
         (errors.CorruptDataError, ValueError),
         (errors.ClosedError, RuntimeError),
         (errors.WaitTimeoutError, TimeoutError),
+        (errors.AuditError, RuntimeError),
+        (errors.RemoteError, OSError),
     ],
 )
 def test_each_error_is_both_pydata_and_builtin(cls: type[Exception], builtin: type[Exception]) -> None:

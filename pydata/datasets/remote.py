@@ -1,0 +1,361 @@
+"""Reading a dataset from any fsspec store, with retries that know which errors are worth one.
+
+Every remote read goes through :func:`fetch_bytes` (small files: ``index.json``) or
+:func:`download` (shards, streamed to disk and checked against the index's size and CRC-32C).
+Both retry transient failures (connection resets, timeouts, 5xx and throttling, a short or damaged
+body) with exponential backoff and jitter, and fail at once on permanent ones (a missing file,
+bad credentials, no such bucket), so a typo costs one request and not a minute of backoff. Errors
+are told apart by class names and attributes, so that botocore and aiohttp are never imported
+here: ``import pydata`` must stay free of s3fs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fsspec  # type: ignore[import-untyped]  # fsspec ships no type information
+import fsspec.core  # type: ignore[import-untyped]
+
+from pydata._core import checksum
+from pydata.errors import CorruptDataError, RemoteError
+from pydata.format.atomic import temp_name
+from pydata.format.index import INDEX_NAME, DatasetIndex
+
+__all__ = ["RetryPolicy", "download", "fetch_bytes", "fetch_index", "is_transient", "open_filesystem"]
+
+CHUNK_BYTES = 4 << 20
+"""Bytes read from the store and written to disk per step of :func:`download`."""
+
+_T = TypeVar("_T")
+OnRetry = Callable[[BaseException], None]
+
+# Error codes (S3's ``Error.Code``, botocore class names) that no retry can fix, with what they mean.
+_PERMANENT = {
+    "NoSuchBucket": "the bucket does not exist",
+    "NoCredentialsError": "no credentials were found",
+    "PartialCredentialsError": "the credentials are incomplete",
+    "CredentialRetrievalError": "the credentials could not be retrieved",
+    "InvalidAccessKeyId": "the access key id is not known to the store",
+    "SignatureDoesNotMatch": "the secret key does not match the access key id",
+    "AccessDenied": "access denied",
+    "ExpiredToken": "the session token has expired",
+    "InvalidToken": "the session token is not valid",
+    "AllAccessDisabled": "all access to this object is disabled",
+    "SSLError": "the TLS handshake failed",
+    "ClientConnectorCertificateError": "the server's TLS certificate was refused",
+}
+_TRANSIENT_CODES = frozenset({
+    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+    "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
+    "BandwidthLimitExceeded", "ProvisionedThroughputExceededException", "RequestTimeout",
+    "RequestTimeoutException", "InternalError", "ServiceUnavailable", "PriorRequestNotComplete",
+})
+# Class names (anywhere in the MRO) of connection and timeout errors in botocore, aiohttp,
+# urllib3, requests and http.client.
+_TRANSIENT_NAMES = frozenset({
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+    "ResponseStreamingError", "IncompleteReadError", "ProxyConnectionError", "ClientConnectionError",
+    "ClientPayloadError", "ServerDisconnectedError", "ServerTimeoutError", "ProtocolError",
+    "NewConnectionError", "ChunkedEncodingError", "IncompleteRead", "Timeout", "TimeoutError",
+})
+_TRANSIENT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "ECONNRESET", "ECONNREFUSED", "ECONNABORTED", "ETIMEDOUT", "EPIPE", "ENETUNREACH", "ENETDOWN",
+        "ENETRESET", "EHOSTUNREACH", "EHOSTDOWN", "EAGAIN", "EREMOTEIO")
+    if hasattr(errno, name)
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently to retry a transient failure.
+
+    Attempt k (from 0) that fails is followed by a sleep of ``min(max_delay, base_delay * 2**k)``,
+    shortened by a random fraction of up to ``jitter`` of itself, so that many processes that
+    failed together do not retry together.
+
+    Attributes:
+        attempts: Tries in all, the first included (1: never retry).
+        base_delay: Seconds slept after the first failure.
+        max_delay: Most seconds slept between two attempts.
+        jitter: The largest fraction (0 to 1) by which a sleep is shortened at random.
+    """
+
+    attempts: int = 6
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or not 0 <= self.jitter <= 1:
+            msg = f"{self!r}: attempts must be >= 1, delays >= 0 and jitter in [0, 1]"
+            raise ValueError(msg)
+
+    def delays(self) -> Iterator[float]:
+        """Yields the ``attempts - 1`` sleeps, in seconds, to take between the attempts."""
+        rng = random.Random()  # seeded from the OS: processes must not share one sequence
+        for k in range(self.attempts - 1):
+            delay = min(self.max_delay, self.base_delay * 2.0**k)
+            yield delay * (1.0 - self.jitter * rng.random())
+
+
+def open_filesystem(url: str, storage_options: Mapping[str, Any] | None = None,
+                    ) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem for ``url`` and the path of ``url`` inside it.
+
+    Raises:
+        ValueError: No fsspec implementation for the URL's protocol is known or installed; the
+            message names the protocol and the package to install.
+    """
+    protocol = fsspec.core.split_protocol(url)[0] or "file"
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ValueError, ImportError) as exc:
+        hint = "install pydata[s3] (s3fs)" if protocol in ("s3", "s3a") else str(exc)
+        msg = f"{url}: cannot open protocol {protocol!r}: {hint}"
+        raise ValueError(msg) from exc
+    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs, path
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its causes and contexts, each once."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo and len(seen) < 32:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [c for c in (e.__cause__, e.__context__) if c is not None]
+
+
+def _code(exc: BaseException) -> str | None:
+    """The store's error code (botocore's ``response['Error']['Code']``), or a known class name."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        code = response.get("Error", {}).get("Code")
+        if isinstance(code, str):
+            return code
+    return type(exc).__name__ if type(exc).__name__ in _PERMANENT else None
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status an error carries (botocore, aiohttp, requests), if any."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        candidates = [response.get("ResponseMetadata", {}).get("HTTPStatusCode")]
+    else:
+        candidates = [getattr(exc, "status", None), getattr(exc, "status_code", None),
+                      getattr(response, "status_code", None), getattr(response, "status", None)]
+    return next((s for s in candidates if isinstance(s, int) and 100 <= s <= 599), None)
+
+
+def _verdict(exc: BaseException) -> bool | None:
+    code = _code(exc)
+    if code in _PERMANENT or isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError,
+                                              NotADirectoryError)):
+        return False
+    if code in _TRANSIENT_CODES:
+        return True
+    status = _status(exc)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, (ConnectionError, TimeoutError)) or names & _TRANSIENT_NAMES:
+        return True
+    if isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS:
+        return True
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the operation that raised ``exc`` may succeed.
+
+    True for connection errors, timeouts, HTTP 5xx, 408 and 429, and throttling codes, found on
+    ``exc`` or on the first error of its ``__cause__``/``__context__`` chain that says either way
+    (s3fs raises ``OSError`` from botocore's ``ClientError``). False for missing files, refused
+    permissions, missing or invalid credentials, a missing bucket, TLS failures, and anything
+    unrecognised.
+    """
+    return next((v for e in _chain(exc) if (v := _verdict(e)) is not None), False)
+
+
+def _permanent_code(exc: BaseException) -> str | None:
+    return next((c for e in _chain(exc) if (c := _code(e)) in _PERMANENT), None)
+
+
+def _describe(exc: BaseException) -> str:
+    code = _permanent_code(exc)
+    if code is not None:
+        return f"{code}: {_PERMANENT[code]} (check the URL and credentials)"
+    hint = " (check the URL and credentials)" if isinstance(exc, PermissionError) else ""
+    return f"{type(exc).__name__}: {exc}{hint}"
+
+
+class _BadBody(CorruptDataError):
+    """A download whose size or CRC-32C differs from the index: fetched again."""
+
+
+class _Local(Exception):
+    """Carries an error of the local disk through the retry loop, which must not retry it."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _retrying(attempt: Callable[[], _T], url: str, retry: RetryPolicy, on_retry: OnRetry | None) -> _T:
+    delays = retry.delays()
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            return attempt()
+        except _Local as local:
+            raise local.error from local.error.__cause__
+        except Exception as exc:
+            if isinstance(exc, FileNotFoundError) and _permanent_code(exc) is None:
+                msg = f"{url}: not found"
+                raise FileNotFoundError(errno.ENOENT, msg, url) from exc
+            if not (isinstance(exc, _BadBody) or is_transient(exc)):
+                msg = f"{url}: {_describe(exc)}"
+                raise RemoteError(msg) from exc
+            delay = next(delays, None)
+            if delay is None:
+                msg = f"{url}: {_describe(exc)} (gave up after {tries} attempts)"
+                raise RemoteError(msg) from exc
+            if on_retry is not None:
+                on_retry(exc)
+            time.sleep(delay)
+
+
+def fetch_bytes(fs: fsspec.AbstractFileSystem, path: str, *, url: str, retry: RetryPolicy,
+                on_retry: OnRetry | None = None) -> bytes:
+    """Reads a whole (small) remote file, retrying transient failures.
+
+    Args:
+        fs, path: Where the file is (from :func:`open_filesystem`).
+        url: The file's URL, for messages.
+        retry: The retry policy.
+        on_retry: Called with each error that is about to be retried (for counters and logs).
+
+    Raises:
+        FileNotFoundError: The file does not exist (names ``url``).
+        RemoteError: A permanent error, or a transient one that outlived the retries (names ``url``
+            and the cause).
+    """
+    return _retrying(lambda: bytes(fs.cat_file(path)), url, retry, on_retry)
+
+
+def fetch_index(remote: str, storage_options: Mapping[str, Any] | None = None,
+                retry: RetryPolicy = RetryPolicy()) -> DatasetIndex:  # noqa: B008 (frozen)
+    """Reads and parses ``<remote>/index.json``.
+
+    Raises:
+        FileNotFoundError: There is no index (no dataset, or its writer did not finish).
+        RemoteError: As for :func:`fetch_bytes`.
+        FormatError: The index is malformed (names the URL).
+        ValueError: Unknown protocol (see :func:`open_filesystem`).
+    """
+    fs, root = open_filesystem(remote, storage_options)
+    url = f"{remote.rstrip('/')}/{INDEX_NAME}"
+    try:
+        text = fetch_bytes(fs, f"{root.rstrip('/')}/{INDEX_NAME}", url=url, retry=retry)
+    except FileNotFoundError as exc:
+        msg = f"no dataset at '{remote}': '{url}' is missing (a dataset whose writer did not finish has no index)"
+        raise FileNotFoundError(errno.ENOENT, msg, url) from exc
+    return DatasetIndex.parse(text, source=url)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _fetch_once(fs: fsspec.AbstractFileSystem, path: str, dest: Path, expected_nbytes: int,
+                expected_crc32c: int) -> None:
+    tmp = temp_name(dest)
+    fd = -1
+    try:
+        with fs.open(path, "rb") as src:
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except OSError as exc:
+                raise _Local(exc) from exc
+            nbytes, crc = 0, 0
+            while chunk := src.read(min(CHUNK_BYTES, expected_nbytes + 1 - nbytes)):
+                nbytes += len(chunk)
+                if nbytes > expected_nbytes:
+                    msg = f"the body is longer than the index's {expected_nbytes} bytes"
+                    raise _BadBody(msg)
+                crc = checksum(chunk, crc)
+                try:
+                    _write_all(fd, memoryview(chunk))
+                except OSError as exc:
+                    raise _Local(_disk_error(exc, tmp, expected_nbytes)) from exc
+        if nbytes != expected_nbytes:
+            msg = f"short body: {nbytes} of {expected_nbytes} bytes"
+            raise _BadBody(msg)
+        if crc != expected_crc32c:
+            msg = (f"CRC-32C {crc:#010x} differs from the index's {expected_crc32c:#010x} (damaged in "
+                   "transit, or the remote file changed)")
+            raise _BadBody(msg)
+        try:
+            os.fsync(fd)
+            os.close(fd)
+            fd = -1
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise _Local(_disk_error(exc, tmp, expected_nbytes)) from exc
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _disk_error(exc: OSError, tmp: Path, nbytes: int) -> OSError:
+    if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return exc
+    msg = f"disk full: needed {nbytes} bytes in {tmp.parent} for {tmp.name} ({exc.strerror})"
+    error = OSError(exc.errno, msg)
+    error.__cause__ = exc
+    return error
+
+
+def download(fs: fsspec.AbstractFileSystem, path: str, dest: Path, *, url: str, expected_nbytes: int,
+             expected_crc32c: int, retry: RetryPolicy, on_retry: OnRetry | None = None) -> None:
+    """Downloads one file to ``dest``, checked against its size and CRC-32C, atomically.
+
+    The body is streamed in chunks of :data:`CHUNK_BYTES` into a hidden temporary file next to
+    ``dest`` while its CRC-32C is computed; only a complete, matching file is fsynced and renamed
+    to ``dest``. A short, long or damaged body counts as transient and is fetched again. The
+    temporary file is removed on every failure (a killed process leaves it behind: see
+    :class:`pydata.datasets.cache.ShardCache`).
+
+    Args:
+        fs, path: Where the file is (from :func:`open_filesystem`).
+        dest: The local file to create or replace.
+        url: The file's URL, for messages.
+        expected_nbytes, expected_crc32c: From the index.
+        retry: The retry policy.
+        on_retry: Called with each error that is about to be retried.
+
+    Raises:
+        FileNotFoundError: The remote file does not exist (names ``url``).
+        RemoteError: A permanent error, or a transient one (a CRC mismatch included) that outlived
+            the retries; names ``url`` and the cause.
+        OSError: Writing locally failed; with ``ENOSPC`` the message reads
+            ``disk full: needed N bytes in <dir>``.
+    """
+    _retrying(lambda: _fetch_once(fs, path, Path(dest), expected_nbytes, expected_crc32c),
+              url, retry, on_retry)

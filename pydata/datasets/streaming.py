@@ -1,0 +1,232 @@
+"""StreamingDataset: train from shards in an object store without copying the dataset first.
+
+Shards are fetched by background threads into a node-wide cache (:class:`ShardCache`: one
+download per shard per node, verified against the index's CRC-32C), then read through the same
+mmap + gather path as :class:`pydata.MemoryMappedDataset`. The epoch order shuffles shards, then
+samples within a window of ``shuffle_window`` shards (:func:`shard_window_order`), so a reader
+needs only a few shards at a time: the trade-off is a less thorough shuffle than a global
+permutation, bought for a bounded cache. Ranks take strided, equal shares of that order and
+DataLoader workers take whole batches of their rank's share in turn, so every sample is read
+exactly once per epoch and the state is one global count (:mod:`pydata.datasets.order`).
+
+It yields whole batches (dicts of batched tensors): use it with ``DataLoader(ds,
+batch_size=None, num_workers=k)`` or iterate it directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from pydata.datasets import order as orders
+from pydata.datasets.batch import to_torch
+from pydata.datasets.cache import ShardCache
+from pydata.datasets.remote import fetch_index
+from pydata.format.batch_reader import BatchReader
+from pydata.format.reader import ShardReader
+
+__all__ = ["StreamingDataset"]
+
+_OPEN_SHARDS = 16  # mapped shards kept open per process (a map is cheap; an open fd is not free)
+_HORIZON = 256  # upcoming shard uses that eviction looks at; anything later counts as "furthest"
+
+
+class StreamingDataset(IterableDataset[dict[str, Any]]):
+    """Batches of a dataset of shards under any fsspec URL (``s3://``, ``gs://``, ``file://``,
+    ``memory://``).
+
+    Args:
+        remote: The dataset's URL (the directory holding ``index.json``).
+        batch_size: Samples per yielded batch.
+        local: The node-wide cache directory (default: one per remote under the temp dir).
+        cache_limit: Most bytes the cache may hold (default: no limit).
+        shuffle: Shuffle shards, then samples within windows of ``shuffle_window`` shards.
+        seed: Seed of the order.
+        shuffle_window: Shards whose samples are mixed together.
+        prefetch_shards: Shards downloaded ahead of the one being read.
+        storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
+        fields: Fields to read (default: all).
+        drop_last: Leave out a final partial batch of each worker.
+        rank, world_size: Default: torch.distributed, else RANK/WORLD_SIZE, else 0 of 1.
+
+    Raises:
+        pydata.errors.RemoteError: The index cannot be fetched (names the URL and the cause).
+        ValueError: ``cache_limit`` is too small for the shards read at once.
+    """
+
+    EPOCH_KEY = "epoch"
+    CONSUMED_KEY = "consumed"
+    SEED_KEY = "seed"
+    SAMPLES_KEY = "num_samples"
+
+    def __init__(self, remote: str, batch_size: int, local: str | os.PathLike[str] | None = None,
+                 cache_limit: int | None = None, shuffle: bool = True, seed: int = 0,
+                 shuffle_window: int = 4, prefetch_shards: int = 2,
+                 storage_options: Mapping[str, Any] | None = None, *,
+                 fields: Sequence[str] | None = None, drop_last: bool = False,
+                 rank: int | None = None, world_size: int | None = None) -> None:
+        if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:
+            msg = (f"batch_size and shuffle_window must be >= 1 and prefetch_shards >= 0, got "
+                   f"{batch_size}, {shuffle_window}, {prefetch_shards}")
+            raise ValueError(msg)
+        self.remote = remote.rstrip("/")
+        self.storage_options = dict(storage_options or {})
+        self.index = fetch_index(self.remote, self.storage_options)
+        self.field_names = list(fields) if fields is not None else list(self.index.schema)
+        for name in self.field_names:
+            if name not in self.index.schema:
+                msg = f"field {name!r} is not in the dataset; it has {list(self.index.schema)}"
+                raise KeyError(msg)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.shuffle_window, self.prefetch_shards, self.drop_last = shuffle_window, prefetch_shards, drop_last
+        self.rank, self.world_size = orders.resolve_rank_world(rank, world_size)
+        self.cache = ShardCache(self.remote, local, self.index, cache_limit=cache_limit,
+                                storage_options=self.storage_options)
+        # A window's shards, the next ones prefetched, and one being replaced.
+        self.cache.check_limit(min(shuffle_window + prefetch_shards + 1, len(self.index.shards)))
+        sizes = np.array([s.samples for s in self.index.shards], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(sizes)])
+        self.epoch, self.consumed = 0, 0
+        self._open: OrderedDict[int, ShardReader] = OrderedDict()
+
+    def __len__(self) -> int:
+        """Batches this rank reads in a whole epoch (over all its DataLoader workers)."""
+        count = orders.per_rank_count(self.index.samples, start=0, world_size=self.world_size)
+        return orders.num_batches(count, self.batch_size, drop_last=self.drop_last)
+
+    # -- order and state ---------------------------------------------------------------------
+
+    def epoch_order(self, epoch: int) -> np.ndarray[Any, Any]:
+        """The global sample order of ``epoch``."""
+        return orders.shard_window_order([s.samples for s in self.index.shards], seed=self.seed,
+                                         epoch=epoch, window_shards=self.shuffle_window,
+                                         shuffle=self.shuffle)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Starts epoch ``epoch`` from its beginning (call it before each epoch, in the main
+        process: DataLoader workers receive a copy of this object when an epoch starts)."""
+        self.epoch, self.consumed = int(epoch), 0
+
+    def state_dict(self, batches_consumed: int | None = None) -> dict[str, Any]:
+        """The resume point: the epoch and the samples consumed globally (all ranks).
+
+        Args:
+            batches_consumed: Batches this rank consumed since the epoch (or the last
+                ``load_state_dict``) started. Needed with DataLoader workers, whose progress the
+                main process cannot see; without workers the dataset counts by itself.
+        """
+        consumed = self.consumed
+        if batches_consumed is not None:
+            per_rank = min(batches_consumed * self.batch_size,
+                           orders.per_rank_count(self.index.samples, start=self._start, world_size=self.world_size))
+            consumed = orders.consumed_after(self._start, per_rank, self.world_size)
+        return {self.EPOCH_KEY: self.epoch, self.CONSUMED_KEY: consumed, self.SEED_KEY: self.seed,
+                self.SAMPLES_KEY: self.index.samples}
+
+    @property
+    def _start(self) -> int:
+        return getattr(self, "_iteration_start", self.consumed)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continues from ``state``, on any number of workers or ranks.
+
+        Raises:
+            ValueError: The state belongs to another dataset size or seed.
+        """
+        for key, mine in ((self.SAMPLES_KEY, self.index.samples), (self.SEED_KEY, self.seed)):
+            if state.get(key) != mine:
+                msg = f"dataset state has {key}={state.get(key)!r}, this dataset has {mine!r}"
+                raise ValueError(msg)
+        self.epoch, self.consumed = int(state[self.EPOCH_KEY]), int(state[self.CONSUMED_KEY])
+        self._iteration_start = self.consumed
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def _worker_batches(self) -> list[np.ndarray[Any, Any]]:
+        """This rank's and this DataLoader worker's batches of the rest of the epoch."""
+        share = orders.rank_share(self.epoch_order(self.epoch), start=self.consumed, rank=self.rank,
+                                  world_size=self.world_size)
+        slices = orders.batch_slices(len(share), self.batch_size, drop_last=self.drop_last)
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        return [share[slices[b]] for b in orders.worker_batches(len(slices), worker, workers)]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self._iteration_start = start = self.consumed
+        batches = self._worker_batches()
+        shard_of = [np.unique(np.searchsorted(self._starts, b, side="right") - 1) for b in batches]
+        # Every shard use in reading order, and where each batch's uses begin: the known future
+        # that prefetching and eviction follow.
+        uses = np.concatenate(shard_of).astype(np.int64) if shard_of else np.zeros(0, np.int64)
+        first = np.concatenate([[0], np.cumsum([len(s) for s in shard_of])]).astype(np.int64)
+        per_rank = 0
+        for number, indices in enumerate(batches):
+            future = uses[first[number]:]
+            shards = [int(s) for s in shard_of[number]]
+            self.cache.prefetch(_first_uses(future, len(shards) + self.prefetch_shards))
+            batch = self._read(indices, shards, future)
+            per_rank += len(indices)
+            if get_worker_info() is None:  # a worker's progress is the consumer's to report
+                self.consumed = orders.consumed_after(start, per_rank, self.world_size)
+            yield batch
+        if get_worker_info() is None:
+            self.set_epoch(self.epoch + 1)
+
+    def _read(self, indices: np.ndarray[Any, Any], shards: list[int],
+              future: np.ndarray[Any, Any]) -> dict[str, Any]:
+        held = []
+        try:  # held shards are never evicted, by any process, while this batch reads them
+            for s in shards:
+                self.cache.acquire(s)
+                held.append(s)
+            readers = []
+            for s in shards:
+                self.cache.ensure(s, future=future[:_HORIZON].tolist())
+                readers.append(self._reader(s))
+            reader = BatchReader(readers, self.index.schema, self.field_names)
+            local = np.empty_like(indices)
+            for position, s in enumerate(shards):
+                mine = (indices >= self._starts[s]) & (indices < self._starts[s + 1])
+                local[mine] = indices[mine] - self._starts[s] + reader.starts[position]
+            return to_torch(reader.fields, reader.read_batch(local))
+        finally:
+            for s in held:
+                self.cache.release(s)
+
+    def _reader(self, shard: int) -> ShardReader:
+        reader = self._open.get(shard)
+        if reader is None:
+            entry = self.index.shards[shard]
+            reader = ShardReader(Path(self.cache.path(shard)), entry, self.index.schema)
+            self._open[shard] = reader
+            while len(self._open) > _OPEN_SHARDS:
+                self._open.popitem(last=False)[1].close()
+        else:
+            self._open.move_to_end(shard)
+        return reader
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_open"] = OrderedDict()  # maps are re-opened in the worker
+        return state
+
+    def __repr__(self) -> str:
+        return (f"StreamingDataset('{self.remote}', samples={self.index.samples}, "
+                f"batch_size={self.batch_size}, rank={self.rank}/{self.world_size})")
+
+
+def _first_uses(uses: np.ndarray[Any, Any], count: int) -> list[int]:
+    """The first ``count`` distinct shards in ``uses``, in order of first use."""
+    seen: list[int] = []
+    for s in map(int, uses):  # lazily: stops after `count` distinct shards
+        if s not in seen:
+            seen.append(s)
+            if len(seen) == count:
+                break
+    return seen
