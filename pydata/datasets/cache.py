@@ -130,6 +130,7 @@ class ShardCache:
         self._start()
 
     def _start(self) -> None:
+        self._pid = os.getpid()
         self._fs, root = open_filesystem(self.remote, self.storage_options)
         self._root = root.rstrip("/")
         (self.local / ".locks").mkdir(parents=True, exist_ok=True)
@@ -389,6 +390,7 @@ class ShardCache:
 
     def release(self, i: int) -> None:
         """Undoes one :meth:`acquire`. Raises ValueError if shard ``i`` is not held."""
+        self._check_open()
         with self._mutex:
             if i not in self._holds:
                 msg = f"shard {i} is not held"
@@ -432,6 +434,10 @@ class ShardCache:
             self._fetch(i, wait=False)
 
     def _check_open(self) -> None:
+        if self._pid != os.getpid():
+            # A forked child (a DataLoader worker): its parent's threads, locks and filesystem
+            # client (s3fs is not fork-safe) are not its own; start afresh, as unpickling does.
+            self._start()
         if self._closed:
             msg = f"the shard cache of {self.remote} is closed"
             raise ClosedError(msg)
