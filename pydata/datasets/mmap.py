@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from pydata.datasets import order as orders
 from pydata.datasets.batch import SampleBatch, to_torch
 from pydata.format.batch_reader import BatchReader
 from pydata.format.index import DatasetIndex, read_index
@@ -74,6 +76,15 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
 
     def __len__(self) -> int:
         return self.index.samples
+
+    def batch_reader(self, fields: Sequence[str] | None = None) -> BatchReader:
+        """A reader of batches of ``fields`` (default: this dataset's) over the open shards."""
+        names = list(fields) if fields is not None else self.field_names
+        return BatchReader(self.reader.shards, self.index.schema, names)
+
+    def epoch_order(self, epoch: int, *, seed: int = 0, shuffle: bool = True) -> np.ndarray[Any, Any]:
+        """The order of ``epoch``: a seeded permutation of every sample (or the index order)."""
+        return orders.epoch_order(len(self), seed=seed, epoch=epoch, shuffle=shuffle)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """One sample: fixed raw fields are zero-copy views of the mapped shard. The mapping is

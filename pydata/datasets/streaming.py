@@ -16,6 +16,7 @@ batch_size=None, num_workers=k)`` or iterate it directly.
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -94,6 +95,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         self.epoch, self.consumed = 0, 0
         self._open: OrderedDict[int, ShardReader] = OrderedDict()
+        self._open_lock = threading.Lock()
 
     def __len__(self) -> int:
         """Batches this rank reads in a whole epoch (over all its DataLoader workers)."""
@@ -102,11 +104,18 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
 
     # -- order and state ---------------------------------------------------------------------
 
-    def epoch_order(self, epoch: int) -> np.ndarray[Any, Any]:
-        """The global sample order of ``epoch``."""
-        return orders.shard_window_order([s.samples for s in self.index.shards], seed=self.seed,
-                                         epoch=epoch, window_shards=self.shuffle_window,
-                                         shuffle=self.shuffle)
+    def epoch_order(self, epoch: int, *, seed: int | None = None,
+                    shuffle: bool | None = None) -> np.ndarray[Any, Any]:
+        """The global sample order of ``epoch`` (``seed`` and ``shuffle`` default to this
+        dataset's): shards shuffled, then samples within windows of ``shuffle_window`` shards."""
+        return orders.shard_window_order([s.samples for s in self.index.shards],
+                                         seed=self.seed if seed is None else seed, epoch=epoch,
+                                         window_shards=self.shuffle_window,
+                                         shuffle=self.shuffle if shuffle is None else shuffle)
+
+    def batch_reader(self, fields: Sequence[str] | None = None) -> StreamingBatchReader:
+        """What :class:`pydata.Loader` reads this dataset through."""
+        return StreamingBatchReader(self, list(fields) if fields is not None else self.field_names)
 
     def set_epoch(self, epoch: int) -> None:
         """Starts epoch ``epoch`` from its beginning (call it before each epoch, in the main
@@ -160,7 +169,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._iteration_start = start = self.consumed
         batches = self._worker_batches()
-        shard_of = [np.unique(np.searchsorted(self._starts, b, side="right") - 1) for b in batches]
+        shard_of = [self.shards_of(b) for b in batches]
         # Every shard use in reading order, and where each batch's uses begin: the known future
         # that prefetching and eviction follow.
         uses = np.concatenate(shard_of).astype(np.int64) if shard_of else np.zeros(0, np.int64)
@@ -170,7 +179,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             future = uses[first[number]:]
             shards = [int(s) for s in shard_of[number]]
             self.cache.prefetch(_first_uses(future, len(shards) + self.prefetch_shards))
-            batch = self._read(indices, shards, future)
+            batch = to_torch(self.index.schema, self._read(indices, shards, future))
             per_rank += len(indices)
             if get_worker_info() is None:  # a worker's progress is the consumer's to report
                 self.consumed = orders.consumed_after(start, per_rank, self.world_size)
@@ -178,8 +187,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         if get_worker_info() is None:
             self.set_epoch(self.epoch + 1)
 
-    def _read(self, indices: np.ndarray[Any, Any], shards: list[int],
-              future: np.ndarray[Any, Any]) -> dict[str, Any]:
+    def _read(self, indices: np.ndarray[Any, Any], shards: list[int], future: np.ndarray[Any, Any],
+              out: Mapping[str, np.ndarray[Any, Any]] | None = None, fields: Sequence[str] | None = None,
+              threads: int | None = None) -> dict[str, Any]:
+        """Reads ``indices`` (numpy values) once their ``shards`` are local, holding them meanwhile."""
         held = []
         try:  # held shards are never evicted, by any process, while this batch reads them
             for s in shards:
@@ -189,32 +200,42 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             for s in shards:
                 self.cache.ensure(s, future=future[:_HORIZON].tolist())
                 readers.append(self._reader(s))
-            reader = BatchReader(readers, self.index.schema, self.field_names)
+            reader = BatchReader(readers, self.index.schema, fields or self.field_names)
             local = np.empty_like(indices)
             for position, s in enumerate(shards):
                 mine = (indices >= self._starts[s]) & (indices < self._starts[s + 1])
                 local[mine] = indices[mine] - self._starts[s] + reader.starts[position]
-            return to_torch(reader.fields, reader.read_batch(local))
+            return reader.read_batch(local, out, threads=threads)
         finally:
             for s in held:
                 self.cache.release(s)
 
+    def shards_of(self, indices: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """The shards holding ``indices``, ascending."""
+        return np.unique(np.searchsorted(self._starts, indices, side="right") - 1)
+
     def _reader(self, shard: int) -> ShardReader:
-        reader = self._open.get(shard)
-        if reader is None:
-            entry = self.index.shards[shard]
-            reader = ShardReader(Path(self.cache.path(shard)), entry, self.index.schema)
-            self._open[shard] = reader
-            while len(self._open) > _OPEN_SHARDS:
-                self._open.popitem(last=False)[1].close()
-        else:
-            self._open.move_to_end(shard)
-        return reader
+        with self._open_lock:  # the Loader's producer threads read concurrently
+            reader = self._open.get(shard)
+            if reader is None:
+                entry = self.index.shards[shard]
+                reader = ShardReader(Path(self.cache.path(shard)), entry, self.index.schema)
+                self._open[shard] = reader
+                while len(self._open) > _OPEN_SHARDS:
+                    self._open.popitem(last=False)  # its maps close once no batch reads them
+            else:
+                self._open.move_to_end(shard)
+            return reader
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()  # maps are re-opened in the worker
+        del state["_open_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (f"StreamingDataset('{self.remote}', samples={self.index.samples}, "
@@ -230,3 +251,40 @@ def _first_uses(uses: np.ndarray[Any, Any], count: int) -> list[int]:
             if len(seen) == count:
                 break
     return seen
+
+
+class StreamingBatchReader:
+    """How :class:`pydata.Loader` reads a StreamingDataset: any batch of the planned epoch, its
+    shards made local (and held while read), with prefetching and eviction along the plan.
+    Safe to call from several producer threads."""
+
+    def __init__(self, dataset: StreamingDataset, fields: Sequence[str]) -> None:
+        self.dataset = dataset
+        self._shapes = BatchReader([], dataset.index.schema, fields)
+        self.fields = self._shapes.fields
+        self.samples = dataset.index.samples
+        self._uses = np.zeros(0, np.int64)
+        self._offset: dict[int, int] = {}  # a batch's first sample -> where its shard uses begin
+
+    def allocate(self, n: int) -> dict[str, np.ndarray[Any, Any]]:
+        return self._shapes.allocate(n)
+
+    def plan(self, batches: Sequence[np.ndarray[Any, Any]]) -> None:
+        """The batches about to be read, in order (a sample appears once per epoch, so its
+        first sample names a batch)."""
+        shard_of = [self.dataset.shards_of(b) for b in batches]
+        self._uses = np.concatenate(shard_of).astype(np.int64) if shard_of else np.zeros(0, np.int64)
+        starts = np.concatenate([[0], np.cumsum([len(s) for s in shard_of])]).astype(np.int64)
+        self._offset = {int(b[0]): int(starts[k]) for k, b in enumerate(batches) if len(b)}
+
+    def read_batch(self, indices: Any, out: Mapping[str, np.ndarray[Any, Any]] | None = None,
+                   *, threads: int | None = None) -> dict[str, Any]:
+        idx = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and not (0 <= idx.min() and idx.max() < self.samples):
+            msg = f"sample indices must lie in [0, {self.samples})"
+            raise IndexError(msg)
+        shards = [int(s) for s in self.dataset.shards_of(idx)]
+        offset = self._offset.get(int(idx[0])) if idx.size else None
+        future = self._uses[offset:] if offset is not None else np.asarray(shards, np.int64)
+        self.dataset.cache.prefetch(_first_uses(future, len(shards) + self.dataset.prefetch_shards))
+        return self.dataset._read(idx, shards, future, out, list(self.fields), threads)

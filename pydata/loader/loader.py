@@ -43,8 +43,8 @@ class Loader:
     """Iterates dicts of batched tensors from a pydata dataset.
 
     Args:
-        dataset: A :class:`pydata.MemoryMappedDataset` (anything with ``reader``, ``index``
-            and ``__len__``).
+        dataset: A :class:`pydata.MemoryMappedDataset` or :class:`pydata.StreamingDataset`
+            (anything with ``batch_reader(fields)`` and ``epoch_order(epoch, seed=, shuffle=)``).
         batch_size: Samples per batch.
         shuffle: Shuffle the order every epoch.
         seed: Seed of the order (and of the transforms' randomness).
@@ -88,9 +88,7 @@ class Loader:
             msg = f"on_corrupt must be 'raise' or 'skip', got {on_corrupt!r}"
             raise ValueError(msg)
         self.dataset = dataset
-        base: BatchReader = dataset.reader
-        self.reader = BatchReader(base.shards, dataset.index.schema,
-                                  list(fields) if fields is not None else list(base.fields))
+        self.reader: BatchReader = dataset.batch_reader(fields)
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.num_threads, self.prefetch = num_threads, prefetch
         self.device = torch.device(device) if device is not None else None
@@ -114,8 +112,7 @@ class Loader:
 
     def _order(self) -> np.ndarray[Any, Any]:
         if self._order_cache is None or self._order_cache[0] != self.epoch:
-            order = orders.epoch_order(self.reader.samples, seed=self.seed, epoch=self.epoch,
-                                       shuffle=self.shuffle)
+            order = self.dataset.epoch_order(self.epoch, seed=self.seed, shuffle=self.shuffle)
             self._order_cache = (self.epoch, order)
         return self._order_cache[1]
 
@@ -160,6 +157,9 @@ class Loader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         share = self._share()
         slices = orders.batch_slices(len(share), self.batch_size, drop_last=self.drop_last)
+        plan = getattr(self.reader, "plan", None)
+        if plan is not None:  # a streaming reader prefetches and evicts along the known batches
+            plan([share[part] for part in slices])
         start = self.consumed
         ready = RingBuffer(self.prefetch)
         work = _Work(share, slices, ready, self.prefetch)

@@ -143,3 +143,31 @@ def test_a_state_of_another_dataset_is_refused(remote: tuple[str, Any], tmp_path
     ds = make(remote, tmp_path)
     with pytest.raises(ValueError, match="num_samples"):
         ds.load_state_dict(ds.state_dict() | {"num_samples": 3})
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_loader_reads_a_streaming_dataset(remote: tuple[str, Any], tmp_path: Path, threads: int) -> None:
+    sizes = [s.nbytes for s in make(remote, tmp_path / "probe").index.shards]
+    limit = max(sizes) * 10  # two producers, each with a batch across up to two windows of two
+    assert limit < sum(sizes)
+    ds = make(remote, tmp_path, cache_limit=limit, shuffle_window=2, prefetch_shards=1)
+    loader = pydata.Loader(ds, 32, seed=5, num_threads=threads, audit=True)
+    batches = list(loader)
+    for batch in batches:
+        np.testing.assert_array_equal(batch["image"].numpy(), remote[1]["image"][batch["label"].numpy()])
+    assert sorted(labels(batches)) == list(range(SAMPLES))
+    assert ds.cache.cached_bytes() <= limit
+    # the Loader's order over a streaming dataset is the dataset's shard-window order
+    assert labels(batches) == ds.epoch_order(0, seed=5).tolist()
+
+
+def test_the_loader_resumes_a_streaming_dataset(remote: tuple[str, Any], tmp_path: Path) -> None:
+    ds = make(remote, tmp_path)
+    full = labels(pydata.Loader(ds, 32, seed=2))
+    first = pydata.Loader(ds, 32, seed=2, num_threads=2)
+    iterator = iter(first)
+    head = labels(next(iterator) for _ in range(4))
+    iterator.close()
+    resumed = pydata.Loader(ds, 32, seed=2, num_threads=1)
+    resumed.load_state_dict(first.state_dict())
+    assert head + labels(resumed) == full
