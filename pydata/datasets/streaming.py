@@ -169,17 +169,11 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._iteration_start = start = self.consumed
         batches = self._worker_batches()
-        shard_of = [self.shards_of(b) for b in batches]
-        # Every shard use in reading order, and where each batch's uses begin: the known future
-        # that prefetching and eviction follow.
-        uses = np.concatenate(shard_of).astype(np.int64) if shard_of else np.zeros(0, np.int64)
-        first = np.concatenate([[0], np.cumsum([len(s) for s in shard_of])]).astype(np.int64)
+        reader = self.batch_reader()
+        reader.plan(batches)  # the known future that prefetching and eviction follow
         per_rank = 0
-        for number, indices in enumerate(batches):
-            future = uses[first[number]:]
-            shards = [int(s) for s in shard_of[number]]
-            self.cache.prefetch(_first_uses(future, len(shards) + self.prefetch_shards))
-            batch = to_torch(self.index.schema, self._read(indices, shards, future))
+        for indices in batches:
+            batch = to_torch(reader.fields, reader.read_batch(indices))
             per_rank += len(indices)
             if get_worker_info() is None:  # a worker's progress is the consumer's to report
                 self.consumed = orders.consumed_after(start, per_rank, self.world_size)
