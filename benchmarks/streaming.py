@@ -255,7 +255,7 @@ class Bench:
 
         cache = self.fresh_dir("cache")
         served, start = self.served.value, time.perf_counter()
-        ds = StreamingDataset(self.remote, BATCH, local=cache, storage_options=self.options)
+        ds = StreamingDataset(self.remote, batch_size=BATCH, local=cache, storage_options=self.options)
         try:
             e = read_epoch(ds, self.count, self.label_sum)
             cold = ds.cache.stats()
@@ -276,7 +276,7 @@ class Bench:
 
         cache = self.fresh_dir("cache")
         served, start = self.served.value, time.perf_counter()
-        ds = StreamingDataset(self.remote, BATCH, local=cache, storage_options=self.options)
+        ds = StreamingDataset(self.remote, batch_size=BATCH, local=cache, storage_options=self.options)
         try:
             loader = DataLoader(ds, batch_size=None, num_workers=2)
             self.record(ROWS[1], read_epoch(loader, self.count, self.label_sum), start, served)

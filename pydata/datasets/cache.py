@@ -328,8 +328,12 @@ class ShardCache:
     def _evict(self, nbytes: int, future: list[int], horizon: int | None, reserve: int | None) -> int:
         """Under ``.cache.lock``: evicts until ``nbytes`` fit; returns the bytes still taken."""
         assert self.cache_limit is not None
+        # Markers first, files second: a download that finishes in between is then counted
+        # twice (harmless) rather than not at all (its marker gone, its file not yet seen).
+        markers = list((self.local / ".locks").glob("*.inflight"))
         present = [j for j in range(len(self.index.shards)) if self.is_cached(j)]
-        used = sum(self.index.shards[j].nbytes for j in present) + self._inflight_bytes(set(present), reserve)
+        used = sum(self.index.shards[j].nbytes for j in present)
+        used += self._inflight_bytes(markers, set(present), reserve)
         never = len(future) + 1  # after every position, that of a shard not in ``future`` too
         next_use: dict[int, int] = {}
         for position, j in enumerate(future):
@@ -342,18 +346,20 @@ class ShardCache:
                 used -= self.index.shards[j].nbytes
         return used
 
-    def _inflight_bytes(self, present: set[int], reserve: int | None) -> int:
+    def _inflight_bytes(self, markers: list[Path], present: set[int], reserve: int | None) -> int:
         total = 0
-        for marker in (self.local / ".locks").glob("*.inflight"):
+        for marker in markers:
             j = self._by_file.get(marker.name.removesuffix(".inflight"))
             if j is None or j in present or j == reserve:  # reserve's marker is a dead one's or ours
                 continue
             probe = _FileLock(self._lock_path(j, "lock"))
             try:
-                if probe.try_lock(shared=True):
-                    marker.unlink(missing_ok=True)  # its downloader died
+                if not probe.try_lock(shared=True):
+                    total += self.index.shards[j].nbytes  # still downloading
+                elif self.is_cached(j):
+                    total += self.index.shards[j].nbytes  # finished since `present` was taken
                 else:
-                    total += self.index.shards[j].nbytes
+                    marker.unlink(missing_ok=True)  # its downloader died
             finally:
                 probe.close()
         return total

@@ -44,7 +44,6 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
 
     Args:
         remote: The dataset's URL (the directory holding ``index.json``).
-        batch_size: Samples per yielded batch.
         local: The node-wide cache directory (default: one per remote under the temp dir).
         cache_limit: Most bytes the cache may hold (default: no limit).
         shuffle: Shuffle shards, then samples within windows of ``shuffle_window`` shards.
@@ -52,6 +51,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         shuffle_window: Shards whose samples are mixed together.
         prefetch_shards: Shards downloaded ahead of the one being read.
         storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
+        batch_size: Samples per yielded batch (keyword-only, required: batches are assembled in
+            one call each, and DataLoader workers and resume count in whole batches).
         fields: Fields to read (default: all).
         drop_last: Leave out a final partial batch of each worker.
         rank, world_size: Default: torch.distributed, else RANK/WORLD_SIZE, else 0 of 1.
@@ -66,10 +67,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     SEED_KEY = "seed"
     SAMPLES_KEY = "num_samples"
 
-    def __init__(self, remote: str, batch_size: int, local: str | os.PathLike[str] | None = None,
+    def __init__(self, remote: str, local: str | os.PathLike[str] | None = None,
                  cache_limit: int | None = None, shuffle: bool = True, seed: int = 0,
                  shuffle_window: int = 4, prefetch_shards: int = 2,
-                 storage_options: Mapping[str, Any] | None = None, *,
+                 storage_options: Mapping[str, Any] | None = None, *, batch_size: int,
                  fields: Sequence[str] | None = None, drop_last: bool = False,
                  rank: int | None = None, world_size: int | None = None) -> None:
         if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:

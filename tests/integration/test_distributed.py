@@ -30,7 +30,7 @@ READER = textwrap.dedent('''
 
     url, options, cache, out, workers = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
     dist.init_process_group("gloo")
-    ds = pydata.StreamingDataset(url, 8, local=cache, storage_options=options, seed=1)
+    ds = pydata.StreamingDataset(url, local=cache, batch_size=8, storage_options=options, seed=1)
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers)
     ids = []
     for batch in loader:

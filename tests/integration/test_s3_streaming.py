@@ -48,7 +48,7 @@ def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
 def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options: dict[str, Any],
                           upload_dataset: Callable[..., str], tmp_path: Path) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
-    ds = StreamingDataset(url, 32, local=tmp_path / "cache", storage_options=s3_options)
+    ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=s3_options)
     assert len(ds.index.shards) >= 5
     check_epoch(ds, dataset[1])
     assert ds.cache.stats()["downloads"] == len(ds.index.shards)
@@ -60,7 +60,7 @@ def test_faults_on_the_wire_lose_nothing(dataset: tuple[Path, Any], s3_bucket: s
                                          upload_dataset: Callable[..., str], fault_proxy: Any,
                                          proxy_s3_options: dict[str, Any], tmp_path: Path) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
-    ds = StreamingDataset(url, 32, local=tmp_path / "cache", storage_options=proxy_s3_options,
+    ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=proxy_s3_options,
                           cache_limit=None)
     # Every kind surely (two resets in a row: aiohttp silently resends once), then at random.
     for kind in ("fail_503", "reset", "reset", "truncate"):
@@ -74,7 +74,7 @@ def test_faults_on_the_wire_lose_nothing(dataset: tuple[Path, Any], s3_bucket: s
 def test_a_missing_bucket_fails_fast_naming_the_url(s3_server: Any, s3_options: dict[str, Any],
                                                     tmp_path: Path) -> None:
     with pytest.raises((FileNotFoundError, RemoteError), match="no-such-bucket"):
-        StreamingDataset("s3://no-such-bucket/ds", 8, local=tmp_path / "cache",
+        StreamingDataset("s3://no-such-bucket/ds", batch_size=8, local=tmp_path / "cache",
                          storage_options=s3_options)
 
 

@@ -30,7 +30,7 @@ def remote(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, np.
 
 def make(remote: tuple[str, Any], tmp_path: Path, **kwargs: Any) -> StreamingDataset:
     kwargs.setdefault("local", tmp_path / "cache")
-    return StreamingDataset(remote[0], 16, **kwargs)
+    return StreamingDataset(remote[0], batch_size=16, **kwargs)
 
 
 def labels(batches: Any) -> list[int]:
