@@ -90,3 +90,18 @@ def test_a_dead_endpoint_gives_up_naming_the_url(tmp_path: Path) -> None:
     with pytest.raises(RemoteError, match="s3://bucket/ds"):
         pydata.datasets.remote.fetch_index("s3://bucket/ds", options,
                                            RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0))
+
+
+def test_bad_credentials_fail_fast_naming_the_url(dataset: tuple[Path, Any], s3_server: Any, s3_bucket: str,
+                                                  s3_options: dict[str, Any], upload_dataset: Callable[..., str],
+                                                  tmp_path: Path) -> None:
+    url = upload_dataset(dataset[0], s3_bucket)
+    s3_server.set_auth(True)  # moto checks keys from here on; "testing" is not a valid one
+    try:
+        with pytest.raises((PermissionError, RemoteError), match=url) as info:
+            StreamingDataset(url, batch_size=8, local=tmp_path / "cache",
+                             storage_options=s3_options | {"skip_instance_cache": True})
+    finally:
+        s3_server.set_auth(False)
+    assert "credentials" in str(info.value)
+    assert "attempts" not in str(info.value), info.value  # refused at once, not after the retries
