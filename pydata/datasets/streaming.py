@@ -95,6 +95,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         sizes = np.array([s.samples for s in self.index.shards], dtype=np.int64)
         self._starts = np.concatenate([[0], np.cumsum(sizes)])
         self.epoch, self.consumed = 0, 0
+        self._iteration_start = 0  # where the current (or last) iteration began, globally
         self._open: OrderedDict[int, ShardReader] = OrderedDict()
         self._open_lock = threading.Lock()
 
@@ -121,7 +122,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def set_epoch(self, epoch: int) -> None:
         """Starts epoch ``epoch`` from its beginning (call it before each epoch, in the main
         process: DataLoader workers receive a copy of this object when an epoch starts)."""
-        self.epoch, self.consumed = int(epoch), 0
+        self.epoch, self.consumed, self._iteration_start = int(epoch), 0, 0
 
     def state_dict(self, batches_consumed: int | None = None) -> dict[str, Any]:
         """The resume point: the epoch and the samples consumed globally (all ranks).
@@ -134,14 +135,11 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         consumed = self.consumed
         if batches_consumed is not None:
             per_rank = min(batches_consumed * self.batch_size,
-                           orders.per_rank_count(self.index.samples, start=self._start, world_size=self.world_size))
-            consumed = orders.consumed_after(self._start, per_rank, self.world_size)
+                           orders.per_rank_count(self.index.samples, start=self._iteration_start,
+                                                 world_size=self.world_size))
+            consumed = orders.consumed_after(self._iteration_start, per_rank, self.world_size)
         return {self.EPOCH_KEY: self.epoch, self.CONSUMED_KEY: consumed, self.SEED_KEY: self.seed,
                 self.SAMPLES_KEY: self.index.samples}
-
-    @property
-    def _start(self) -> int:
-        return getattr(self, "_iteration_start", self.consumed)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continues from ``state``, on any number of workers or ranks.
