@@ -42,15 +42,17 @@ from types import TracebackType
 from typing import Any, Literal
 
 from pydata._core import checksum
-from pydata.datasets.remote import CHUNK_BYTES, RetryPolicy, download, open_filesystem
+from pydata.datasets.download import CHUNK_BYTES, PartPool, download
+from pydata.datasets.remote import RetryPolicy, open_filesystem
 from pydata.errors import ClosedError, WaitTimeoutError
 from pydata.format.index import DatasetIndex
 
 __all__ = ["ShardCache", "default_cache_dir"]
 
-_SLICE = 0.1  # the longest single sleep while waiting for a lock or for room
+_SLICE = 0.1  # the longest single sleep while waiting for room
+_LOCK_POLL = 0.02  # ... for a lock: a shard downloaded elsewhere is used within this of its arrival
 _CONFIG = ("remote", "local", "index", "cache_limit", "storage_options", "retry", "prefetch_threads",
-           "wait_timeout")
+           "connections", "wait_timeout")
 
 
 def default_cache_dir(remote: str) -> Path:
@@ -87,7 +89,7 @@ class _FileLock:
                 msg = "the shard cache was closed while waiting for a lock"
                 raise ClosedError(msg)
             time.sleep(delay)
-            delay = min(_SLICE, delay * 2)
+            delay = min(_LOCK_POLL, delay * 2)
 
     def close(self) -> None:
         os.close(self.fd)
@@ -103,7 +105,12 @@ class ShardCache:
         cache_limit: Most bytes of this dataset's shards to keep (None: no limit).
         storage_options: Passed to fsspec.
         retry: Retry policy for downloads.
-        prefetch_threads: Background download threads for :meth:`prefetch` (0: none).
+        prefetch_threads: Shards that :meth:`prefetch` downloads at once in the background (0:
+            none).
+        connections: Ranged GETs in flight at once, shared by every download of this process;
+            the parts of the shard needed soonest go first, so a shard that a reader waits for
+            is never slowed down by shards needed later
+            (:class:`pydata.datasets.download.PartPool`).
         wait_timeout: Seconds to wait for other processes to release shards when the limit
             leaves no room, before :class:`pydata.WaitTimeoutError`.
 
@@ -114,10 +121,12 @@ class ShardCache:
     def __init__(self, remote: str, local: str | os.PathLike[str] | None, index: DatasetIndex, *,
                  cache_limit: int | None = None, storage_options: Mapping[str, Any] | None = None,
                  retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
-                 prefetch_threads: int = 2, wait_timeout: float = 600.0) -> None:
-        if (cache_limit is not None and cache_limit <= 0) or prefetch_threads < 0 or wait_timeout < 0:
+                 prefetch_threads: int = 2, connections: int = 4, wait_timeout: float = 600.0) -> None:
+        if ((cache_limit is not None and cache_limit <= 0) or prefetch_threads < 0 or wait_timeout < 0
+                or connections < 1):
             msg = (f"cache_limit ({cache_limit}) must be positive or None, prefetch_threads "
-                   f"({prefetch_threads}) and wait_timeout ({wait_timeout}) >= 0")
+                   f"({prefetch_threads}) and wait_timeout ({wait_timeout}) >= 0, connections "
+                   f"({connections}) >= 1")
             raise ValueError(msg)
         self.remote = remote.rstrip("/")
         self.local = Path(local) if local is not None else default_cache_dir(remote)
@@ -126,6 +135,7 @@ class ShardCache:
         self.storage_options = dict(storage_options or {})
         self.retry = retry
         self.prefetch_threads = prefetch_threads
+        self.connections = connections
         self.wait_timeout = wait_timeout
         self._start()
 
@@ -142,6 +152,9 @@ class ShardCache:
         self._plan: list[int] = []  # what is left of the order given to prefetch()
         self._future: Iterable[int] | None = None  # the order last given to ensure(), if newer
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._parts = PartPool(self.connections)
+        self._urgency: dict[int, int] = {}  # shard -> its place in the order of planned use
+        self._planned = 0  # shards planned so far
         self._closed = False
         self._stats = dict.fromkeys(("downloads", "bytes_downloaded", "hits", "evictions", "retries"), 0)
 
@@ -267,10 +280,13 @@ class ShardCache:
                 if not self._make_room(entry.nbytes, future, horizon=horizon, wait=wait, reserve=i):
                     return "skipped"
             try:
+                with self._mutex:  # a reader waiting for this shard comes before any prefetch
+                    priority = -1 if wait else self._urgency.get(i, self._planned)
                 download(self._fs, f"{self._root}/{entry.file}", self.path(i),
                          url=f"{self.remote}/{entry.file}", expected_nbytes=entry.nbytes,
                          expected_crc32c=entry.crc32c, retry=self.retry,
-                         on_retry=lambda _: self._count("retries"))
+                         on_retry=lambda _: self._count("retries"), pool=self._parts,
+                         priority=priority)
             finally:
                 self._lock_path(i, "inflight").unlink(missing_ok=True)
             with self._mutex:
@@ -432,6 +448,8 @@ class ShardCache:
                 self._executor = concurrent.futures.ThreadPoolExecutor(
                     self.prefetch_threads, thread_name_prefix="pydata-prefetch")
             for i in dict.fromkeys(self._plan):
+                if i not in self._pending:  # planned anew: after every shard planned before
+                    self._urgency[i], self._planned = self._planned, self._planned + 1
                 if self._executor is not None and i not in self._pending and not self.is_cached(i):
                     self._pending[i] = self._executor.submit(self._prefetch_one, i)
 
@@ -457,6 +475,7 @@ class ShardCache:
             self._pending.clear()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        self._parts.close()
         for lock, _ in holds:
             lock.close()
 

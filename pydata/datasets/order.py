@@ -105,21 +105,26 @@ def shard_window_order(
     window_shards: int,
     shuffle: bool = True,
 ) -> Order:
-    """An epoch order for streaming: shuffled shards, samples shuffled within shard windows.
+    """An epoch order for streaming: shuffled shards, samples shuffled over a sliding window.
 
     Sample ids are global: shard ``s`` holds ids ``sum(shard_sizes[:s])`` up to
-    ``sum(shard_sizes[:s + 1]) - 1``. The shards are put in a random order, cut into
-    consecutive windows of ``window_shards`` shards, and the samples of each window are
-    shuffled among themselves only. A reader that follows the order therefore needs at most
-    the shards of one window (two at a window boundary) at a time; a larger window mixes
-    better and keeps more shards in the cache. Seeding and numpy-version stability are as in
-    :func:`epoch_order`.
+    ``sum(shard_sizes[:s + 1]) - 1``. The shards are put in a random order; the shard at
+    position ``p`` spreads its samples at random over the stretch of the epoch between
+    positions ``p`` and ``p + window_shards`` (in shard lengths). Each sample draws a slot
+    ``p + k`` with ``k`` uniform in ``[0, window_shards)``; the order is the samples sorted by
+    slot, shuffled within each slot (a counting sort: O(samples)).
+
+    The window slides rather than jumps: at any point of the epoch at most ``window_shards``
+    shards are started and not finished, so a reader keeps that many in its cache, and the
+    epoch's first samples come from its first shard alone, which is the only download that
+    the first batch waits for. A larger window mixes better and keeps more shards in the
+    cache. Seeding and numpy-version stability are as in :func:`epoch_order`.
 
     Args:
         shard_sizes: Samples per shard, in index order (each ``>= 0``).
         seed: Run seed (``>= 0``).
         epoch: Epoch number (``>= 0``).
-        window_shards: Shards per shuffle window (``>= 1``).
+        window_shards: Shards whose samples mix at any one point (``>= 1``).
         shuffle: If false, the identity order (shards and samples in index order).
 
     Returns:
@@ -148,11 +153,14 @@ def shard_window_order(
     perm_sizes = sizes[shard_perm]
     first_id = np.cumsum(sizes) - sizes  # global id of each shard's first sample
     first_pos = np.cumsum(perm_sizes) - perm_sizes  # its position once the shards are permuted
-    order = np.repeat(first_id[shard_perm] - first_pos, perm_sizes)
-    order += np.arange(total, dtype=np.int64)
-    bounds = [*first_pos[::window_shards].tolist(), total]
-    for begin, end in itertools.pairwise(bounds):
-        rng.shuffle(order[begin:end])  # in place: one window at a time, O(total) overall
+    by_shard = np.repeat(first_id[shard_perm] - first_pos, perm_sizes)
+    by_shard += np.arange(total, dtype=np.int64)  # the samples, shard after shard
+    slots = np.repeat(np.arange(len(sizes), dtype=np.int64), perm_sizes)
+    slots += rng.integers(0, window_shards, size=total, dtype=np.int64)
+    order = by_shard[np.argsort(slots, kind="stable")]  # a radix sort for integer keys
+    bounds = np.cumsum(np.bincount(slots, minlength=len(sizes) + window_shards))
+    for begin, end in itertools.pairwise([0, *bounds.tolist()]):
+        rng.shuffle(order[begin:end])  # in place: one slot at a time, O(total) overall
     return order
 
 

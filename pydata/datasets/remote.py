@@ -1,8 +1,8 @@
 """Reading a dataset from any fsspec store, with retries that know which errors are worth one.
 
 Every remote read goes through :func:`fetch_bytes` (small files: ``index.json``) or
-:func:`download` (shards, streamed to disk and checked against the index's size and CRC-32C).
-Both retry transient failures (connection resets, timeouts, 5xx and throttling, a short or damaged
+:func:`pydata.datasets.download.download` (shards, written to disk and checked against the
+index's size and CRC-32C). Both retry transient failures (connection resets, timeouts, 5xx and throttling, a short or damaged
 body) with exponential backoff and jitter, and fail at once on permanent ones (a missing file,
 bad credentials, no such bucket), so a typo costs one request and not a minute of backoff. Errors
 are told apart by class names and attributes, so that botocore and aiohttp are never imported
@@ -12,26 +12,20 @@ here: ``import pydata`` must stay free of s3fs.
 from __future__ import annotations
 
 import errno
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import fsspec  # type: ignore[import-untyped]  # fsspec ships no type information
 import fsspec.core  # type: ignore[import-untyped]
 
-from pydata._core import checksum
-from pydata.errors import CorruptDataError, RemoteError
-from pydata.format.atomic import temp_name
+from pydata.errors import ClosedError, CorruptDataError, RemoteError
 from pydata.format.index import INDEX_NAME, DatasetIndex
 
-__all__ = ["RetryPolicy", "download", "fetch_bytes", "fetch_index", "is_transient", "open_filesystem"]
-
-CHUNK_BYTES = 4 << 20
-"""Bytes read from the store and written to disk per step of :func:`download`."""
+__all__ = ["DamagedBody", "LocalFailure", "RetryPolicy", "fetch_bytes", "fetch_index", "is_transient",
+           "open_filesystem", "with_retries"]
 
 _T = TypeVar("_T")
 OnRetry = Callable[[BaseException], None]
@@ -201,32 +195,37 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{hint}"
 
 
-class _BadBody(CorruptDataError):
+class DamagedBody(CorruptDataError):
     """A download whose size or CRC-32C differs from the index: fetched again."""
 
 
-class _Local(Exception):
-    """Carries an error of the local disk through the retry loop, which must not retry it."""
+class LocalFailure(Exception):
+    """Carries an error of the local disk through :func:`with_retries`, which must not retry it."""
 
     def __init__(self, error: OSError) -> None:
         super().__init__(error)
         self.error = error
 
 
-def _retrying(attempt: Callable[[], _T], url: str, retry: RetryPolicy, on_retry: OnRetry | None) -> _T:
+def with_retries(attempt: Callable[[], _T], url: str, retry: RetryPolicy, on_retry: OnRetry | None) -> _T:
+    """Calls ``attempt`` until it succeeds, retrying transient errors and :class:`DamagedBody`
+    after the policy's sleeps; a permanent error, or the last transient one, is raised naming
+    ``url``: FileNotFoundError, or RemoteError with the cause."""
     delays = retry.delays()
     tries = 0
     while True:
         tries += 1
         try:
             return attempt()
-        except _Local as local:
+        except LocalFailure as local:
             raise local.error from local.error.__cause__
+        except (RemoteError, ClosedError):
+            raise  # from an inner retry loop (a part of a file) that gave up, or a closed pool
         except Exception as exc:
             if isinstance(exc, FileNotFoundError) and _permanent_code(exc) is None:
                 msg = f"{url}: not found"
                 raise FileNotFoundError(errno.ENOENT, msg, url) from exc
-            if not (isinstance(exc, _BadBody) or is_transient(exc)):
+            if not (isinstance(exc, DamagedBody) or is_transient(exc)):
                 msg = f"{url}: {_describe(exc)}"
                 raise RemoteError(msg) from exc
             delay = next(delays, None)
@@ -253,7 +252,7 @@ def fetch_bytes(fs: fsspec.AbstractFileSystem, path: str, *, url: str, retry: Re
         RemoteError: A permanent error, or a transient one that outlived the retries (names ``url``
             and the cause).
     """
-    return _retrying(lambda: bytes(fs.cat_file(path)), url, retry, on_retry)
+    return with_retries(lambda: bytes(fs.cat_file(path)), url, retry, on_retry)
 
 
 def fetch_index(remote: str, storage_options: Mapping[str, Any] | None = None,
@@ -274,88 +273,3 @@ def fetch_index(remote: str, storage_options: Mapping[str, Any] | None = None,
         msg = f"no dataset at '{remote}': '{url}' is missing (a dataset whose writer did not finish has no index)"
         raise FileNotFoundError(errno.ENOENT, msg, url) from exc
     return DatasetIndex.parse(text, source=url)
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data):]
-
-
-def _fetch_once(fs: fsspec.AbstractFileSystem, path: str, dest: Path, expected_nbytes: int,
-                expected_crc32c: int) -> None:
-    tmp = temp_name(dest)
-    fd = -1
-    try:
-        with fs.open(path, "rb") as src:
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except OSError as exc:
-                raise _Local(exc) from exc
-            nbytes, crc = 0, 0
-            while chunk := src.read(min(CHUNK_BYTES, expected_nbytes + 1 - nbytes)):
-                nbytes += len(chunk)
-                if nbytes > expected_nbytes:
-                    msg = f"the body is longer than the index's {expected_nbytes} bytes"
-                    raise _BadBody(msg)
-                crc = checksum(chunk, crc)
-                try:
-                    _write_all(fd, memoryview(chunk))
-                except OSError as exc:
-                    raise _Local(_disk_error(exc, tmp, expected_nbytes)) from exc
-        if nbytes != expected_nbytes:
-            msg = f"short body: {nbytes} of {expected_nbytes} bytes"
-            raise _BadBody(msg)
-        if crc != expected_crc32c:
-            msg = (f"CRC-32C {crc:#010x} differs from the index's {expected_crc32c:#010x} (damaged in "
-                   "transit, or the remote file changed)")
-            raise _BadBody(msg)
-        try:
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise _Local(_disk_error(exc, tmp, expected_nbytes)) from exc
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _disk_error(exc: OSError, tmp: Path, nbytes: int) -> OSError:
-    if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
-        return exc
-    msg = f"disk full: needed {nbytes} bytes in {tmp.parent} for {tmp.name} ({exc.strerror})"
-    error = OSError(exc.errno, msg)
-    error.__cause__ = exc
-    return error
-
-
-def download(fs: fsspec.AbstractFileSystem, path: str, dest: Path, *, url: str, expected_nbytes: int,
-             expected_crc32c: int, retry: RetryPolicy, on_retry: OnRetry | None = None) -> None:
-    """Downloads one file to ``dest``, checked against its size and CRC-32C, atomically.
-
-    The body is streamed in chunks of :data:`CHUNK_BYTES` into a hidden temporary file next to
-    ``dest`` while its CRC-32C is computed; only a complete, matching file is fsynced and renamed
-    to ``dest``. A short, long or damaged body counts as transient and is fetched again. The
-    temporary file is removed on every failure (a killed process leaves it behind: see
-    :class:`pydata.datasets.cache.ShardCache`).
-
-    Args:
-        fs, path: Where the file is (from :func:`open_filesystem`).
-        dest: The local file to create or replace.
-        url: The file's URL, for messages.
-        expected_nbytes, expected_crc32c: From the index.
-        retry: The retry policy.
-        on_retry: Called with each error that is about to be retried.
-
-    Raises:
-        FileNotFoundError: The remote file does not exist (names ``url``).
-        RemoteError: A permanent error, or a transient one (a CRC mismatch included) that outlived
-            the retries; names ``url`` and the cause.
-        OSError: Writing locally failed; with ``ENOSPC`` the message reads
-            ``disk full: needed N bytes in <dir>``.
-    """
-    _retrying(lambda: _fetch_once(fs, path, Path(dest), expected_nbytes, expected_crc32c),
-              url, retry, on_retry)

@@ -3,8 +3,9 @@
 Shards are fetched by background threads into a node-wide cache (:class:`ShardCache`: one
 download per shard per node, verified against the index's CRC-32C), then read through the same
 mmap + gather path as :class:`pydata.MemoryMappedDataset`. The epoch order shuffles shards, then
-samples within a window of ``shuffle_window`` shards (:func:`shard_window_order`), so a reader
-needs only a few shards at a time: the trade-off is a less thorough shuffle than a global
+samples over a window of ``shuffle_window`` shards that slides along them
+(:func:`shard_window_order`), so a reader needs only a few shards at a time and the first batch
+waits for one shard: the trade-off is a less thorough shuffle than a global
 permutation, bought for a bounded cache. Ranks take strided, equal shares of that order and
 DataLoader workers take whole batches of their rank's share in turn, so every sample is read
 exactly once per epoch and the state is one global count (:mod:`pydata.datasets.order`).
@@ -46,9 +47,9 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         remote: The dataset's URL (the directory holding ``index.json``).
         local: The node-wide cache directory (default: one per remote under the temp dir).
         cache_limit: Most bytes the cache may hold (default: no limit).
-        shuffle: Shuffle shards, then samples within windows of ``shuffle_window`` shards.
+        shuffle: Shuffle shards, then samples over a sliding window of ``shuffle_window`` shards.
         seed: Seed of the order.
-        shuffle_window: Shards whose samples are mixed together.
+        shuffle_window: Shards whose samples mix at any one point of the epoch.
         prefetch_shards: Shards downloaded ahead of the one being read.
         storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
         batch_size: Samples per yielded batch (keyword-only, required: batches are assembled in
@@ -109,7 +110,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def epoch_order(self, epoch: int, *, seed: int | None = None,
                     shuffle: bool | None = None) -> np.ndarray[Any, Any]:
         """The global sample order of ``epoch`` (``seed`` and ``shuffle`` default to this
-        dataset's): shards shuffled, then samples within windows of ``shuffle_window`` shards."""
+        dataset's): shards shuffled, then samples over a sliding window of ``shuffle_window``
+        shards."""
         return orders.shard_window_order([s.samples for s in self.index.shards],
                                          seed=self.seed if seed is None else seed, epoch=epoch,
                                          window_shards=self.shuffle_window,
@@ -182,8 +184,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
 
     def _read(self, indices: np.ndarray[Any, Any], shards: list[int], future: np.ndarray[Any, Any],
               out: Mapping[str, np.ndarray[Any, Any]] | None = None, fields: Sequence[str] | None = None,
-              threads: int | None = None) -> dict[str, Any]:
-        """Reads ``indices`` (numpy values) once their ``shards`` are local, holding them meanwhile."""
+              threads: int | None = None, ahead: Sequence[int] = ()) -> dict[str, Any]:
+        """Reads ``indices`` (numpy values) once their ``shards`` are local, holding them meanwhile;
+        then starts prefetching ``ahead``. Not before: a shard that a reader waits for, here or in
+        another process of the node, gets the bandwidth to itself."""
         held = []
         try:  # held shards are never evicted, by any process, while this batch reads them
             for s in shards:
@@ -193,6 +197,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             for s in shards:
                 self.cache.ensure(s, future=future[:_HORIZON].tolist())
                 readers.append(self._reader(s))
+            if ahead:
+                self.cache.prefetch(ahead)
             reader = BatchReader(readers, self.index.schema, fields or self.field_names)
             local = np.empty_like(indices)
             for position, s in enumerate(shards):
@@ -279,5 +285,5 @@ class StreamingBatchReader:
         shards = [int(s) for s in self.dataset.shards_of(idx)]
         offset = self._offset.get(int(idx[0])) if idx.size else None
         future = self._uses[offset:] if offset is not None else np.asarray(shards, np.int64)
-        self.dataset.cache.prefetch(_first_uses(future, len(shards) + self.dataset.prefetch_shards))
-        return self.dataset._read(idx, shards, future, out, list(self.fields), threads)
+        ahead = _first_uses(future, len(shards) + self.dataset.prefetch_shards)
+        return self.dataset._read(idx, shards, future, out, list(self.fields), threads, ahead)

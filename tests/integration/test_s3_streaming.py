@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import pydata
+from pydata.datasets import download as download_module
 from pydata.datasets.remote import RetryPolicy
 from pydata.datasets.streaming import StreamingDataset
 from pydata.errors import RemoteError
@@ -35,6 +36,14 @@ def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return path, data
 
 
+@pytest.fixture(params=["one GET", "ranged parts"])
+def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Shards come whole, or as parallel ranged GETs (those larger than PART_BYTES; made small)."""
+    if request.param == "ranged parts":
+        monkeypatch.setattr(download_module, "PART_BYTES", 8192)
+    return str(request.param)
+
+
 def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
     ids = []
     for batch in ds:
@@ -45,6 +54,7 @@ def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
     assert sorted(ids) == list(range(SAMPLES))
 
 
+@pytest.mark.usefixtures("transfer")
 def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options: dict[str, Any],
                           upload_dataset: Callable[..., str], tmp_path: Path) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
@@ -56,6 +66,7 @@ def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options:
     assert ds.cache.stats()["downloads"] == len(ds.index.shards)
 
 
+@pytest.mark.usefixtures("transfer")
 def test_faults_on_the_wire_lose_nothing(dataset: tuple[Path, Any], s3_bucket: str,
                                          upload_dataset: Callable[..., str], fault_proxy: Any,
                                          proxy_s3_options: dict[str, Any], tmp_path: Path) -> None:

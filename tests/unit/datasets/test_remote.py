@@ -1,5 +1,5 @@
-"""pydata.datasets.remote: retry policy, error classification, index fetch and checked downloads,
-over real fsspec filesystems (``file://`` directories written by ShardWriter, ``memory://``)."""
+"""pydata.datasets.remote: retry policy, error classification and the index fetch, over real fsspec
+filesystems (``file://`` directories written by ShardWriter, ``memory://``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import pydata
 from pydata.datasets import remote
 from pydata.datasets.remote import (
     RetryPolicy,
-    download,
     fetch_bytes,
     fetch_index,
     is_transient,
@@ -274,101 +273,3 @@ def test_no_credentials_is_explained(flaky: Any) -> None:
     flaky.errors = [botocore.NoCredentialsError()]
     with pytest.raises(RemoteError, match="NoCredentialsError: no credentials were found"):
         fetch_bytes(flaky, "/flaky/file.bin", url="s3://b/i", retry=FAST)
-
-
-# -- download --------------------------------------------------------------------------------------
-
-
-def fetch(path: Path, index: DatasetIndex, dest: Path, shard: int = 0, **kwargs: Any) -> None:
-    entry = index.shards[shard]
-    fs, root = open_filesystem(f"file://{path}")
-    kwargs.setdefault("retry", FAST)
-    download(fs, f"{root}/{entry.file}", dest, url=f"file://{path}/{entry.file}",
-             expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, **kwargs)
-
-
-def test_download_writes_the_verified_file(dataset: tuple[Path, DatasetIndex], tmp_path: Path) -> None:
-    path, index = dataset
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    (cache / "shard").write_bytes(b"an older file is replaced")
-    fetch(path, index, cache / "shard", shard=1)
-    assert (cache / "shard").read_bytes() == (path / index.shards[1].file).read_bytes()
-    assert names(cache) == ["shard"]
-
-
-def test_download_from_memory(dataset: tuple[Path, DatasetIndex], tmp_path: Path) -> None:
-    path, index = dataset
-    entry = index.shards[0]
-    fs = MemoryFileSystem()
-    fs.pipe_file(f"/test-remote-download/{entry.file}", (path / entry.file).read_bytes())
-    try:
-        download(fs, f"/test-remote-download/{entry.file}", tmp_path / "s", url="memory://x",
-                 expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, retry=FAST)
-    finally:
-        fs.rm("/test-remote-download", recursive=True)
-    assert pydata.checksum((tmp_path / "s").read_bytes()) == entry.crc32c
-
-
-def damage(file: Path, how: str) -> None:
-    data = bytearray(file.read_bytes())
-    if how == "flip":
-        data[len(data) // 2] ^= 0x01
-    elif how == "truncate":
-        del data[-100:]
-    else:
-        data += b"extra"
-    file.write_bytes(bytes(data))
-
-
-@pytest.mark.parametrize(("how", "message"), [
-    ("flip", r"CRC-32C 0x[0-9a-f]{8} differs from the index's 0x[0-9a-f]{8}"),
-    ("truncate", r"short body: \d+ of \d+ bytes"),
-    ("extend", r"longer than the index's \d+ bytes"),
-])
-def test_a_damaged_remote_shard_is_fetched_again_then_named(
-        dataset: tuple[Path, DatasetIndex], tmp_path: Path, how: str, message: str) -> None:
-    path, index = dataset
-    damage(path / index.shards[0].file, how)
-    retried: list[BaseException] = []
-    with pytest.raises(RemoteError, match=f"file://{path}/{index.shards[0].file}: .*{message}.*after 3 attempts"):
-        fetch(path, index, tmp_path / "dest", on_retry=retried.append)
-    assert len(retried) == 2
-    assert names(tmp_path) == ["remote"]  # no dest, no temporary file
-
-
-def test_a_body_damaged_in_transit_is_fetched_again(dataset: tuple[Path, DatasetIndex], tmp_path: Path) -> None:
-    path, index = dataset
-    file = path / index.shards[0].file
-    good = file.read_bytes()
-    damage(file, "flip")
-    fetch(path, index, tmp_path / "dest", on_retry=lambda _: file.write_bytes(good))  # repaired on retry
-    assert (tmp_path / "dest").read_bytes() == good
-
-
-def test_a_missing_remote_shard_is_file_not_found_naming_the_url(
-        dataset: tuple[Path, DatasetIndex], tmp_path: Path) -> None:
-    path, index = dataset
-    (path / index.shards[0].file).unlink()
-    with pytest.raises(FileNotFoundError, match=f"file://{path}/{index.shards[0].file}: not found"):
-        fetch(path, index, tmp_path / "dest")
-    assert names(tmp_path) == ["remote"]
-
-
-def test_a_full_disk_is_reported_with_the_size_and_the_directory(
-        dataset: tuple[Path, DatasetIndex], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path, index = dataset
-    writes: list[int] = []
-
-    def disk_full(fd: int, data: memoryview) -> None:
-        writes.append(fd)
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-    monkeypatch.setattr(remote, "_write_all", disk_full)  # the one place downloads write
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    with pytest.raises(OSError, match=f"disk full: needed {index.shards[0].nbytes} bytes in {cache}") as info:
-        fetch(path, index, cache / "dest")
-    assert info.value.errno == errno.ENOSPC
-    assert len(writes) == 1  # not retried
-    assert names(cache) == []  # the temporary file is gone

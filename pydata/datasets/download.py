@@ -1,0 +1,239 @@
+"""Downloading shards: ranged GETs on a fixed set of connections, most urgent shard first.
+
+A shard is fetched as parts of :data:`PART_BYTES` (ranged GETs), each retried on its own and
+written at its offset into a hidden temporary file; the whole is then checked against the
+index's size and CRC-32C, fsynced and renamed into place, so a reader never sees half a shard.
+The parts of every download of a process share one :class:`PartPool`, which runs the parts of
+the shard needed soonest first. Shards therefore arrive in the order of use, each with the
+whole bandwidth of the pool, instead of several shards crawling in side by side while the
+reader waits for the first: what the time to first batch depends on. The trade-off is a
+read-back of each file for its CRC (the parts arrive out of order), from the page cache.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import errno
+import heapq
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import fsspec  # type: ignore[import-untyped]  # fsspec ships no type information
+
+from pydata._core import checksum
+from pydata.datasets.remote import (
+    DamagedBody,
+    LocalFailure,
+    OnRetry,
+    RetryPolicy,
+    with_retries,
+)
+from pydata.errors import ClosedError, RemoteError
+from pydata.format.atomic import temp_name
+
+__all__ = ["CHUNK_BYTES", "PART_BYTES", "PartPool", "download"]
+
+CHUNK_BYTES = 4 << 20
+"""Bytes read back per step when a downloaded file's CRC-32C is computed."""
+
+PART_BYTES = 8 << 20
+"""The size of one ranged GET: a file comes in parts of at most this many bytes."""
+
+_SLICE = 0.1  # the longest wait for a part without checking for Ctrl-C
+
+
+class PartPool:
+    """A fixed number of connections that fetch parts of files, most urgent first.
+
+    A task with a lower ``priority`` runs before any task with a higher one; equal priorities
+    run in submission order. Threads start on first use and end at :meth:`close`.
+
+    Args:
+        connections: Tasks that run at once (``>= 1``).
+    """
+
+    def __init__(self, connections: int) -> None:
+        if connections < 1:
+            msg = f"connections must be >= 1, got {connections}"
+            raise ValueError(msg)
+        self.connections = connections
+        self._queue: list[tuple[float, int, concurrent.futures.Future[None], Callable[[], None]]] = []
+        self._order = itertools.count()
+        self._ready = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+
+    def submit(self, priority: float, task: Callable[[], None]) -> concurrent.futures.Future[None]:
+        """Queues ``task``; its future holds what it raised."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._ready:
+            if self._closed:
+                msg = "the download pool is closed"
+                raise ClosedError(msg)
+            heapq.heappush(self._queue, (priority, next(self._order), future, task))
+            if len(self._threads) < self.connections:
+                thread = threading.Thread(target=self._work, name="pydata-download", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._ready.notify()
+        return future
+
+    def _work(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
+                if not self._queue:
+                    return
+                _, _, future, task = heapq.heappop(self._queue)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                task()
+            except BaseException as exc:  # handed to the waiter, which raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+    def close(self) -> None:
+        """Cancels the queued tasks; running ones finish. Idempotent."""
+        with self._ready:
+            self._closed = True
+            queued, self._queue = self._queue, []
+            self._ready.notify_all()
+        for _, _, future, _ in queued:
+            future.cancel()
+
+
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
+    """The one place downloads write (tests make it fail as a full disk would)."""
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
+
+
+def _disk_error(exc: OSError, tmp: Path, nbytes: int) -> OSError:
+    if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return exc
+    msg = f"disk full: needed {nbytes} bytes in {tmp.parent} for {tmp.name} ({exc.strerror})"
+    error = OSError(exc.errno, msg)
+    error.__cause__ = exc
+    return error
+
+
+class _Attempt:
+    """One attempt at one file: its parts fetched into a temporary file, then checked."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, dest: Path,
+                 expected: tuple[int, int]) -> None:
+        self.fs, self.path, self.dest = fs, path, dest
+        self.nbytes, self.crc32c = expected
+        self.tmp = temp_name(dest)
+
+    def run(self, url: str, retry: RetryPolicy, on_retry: OnRetry | None, pool: PartPool | None,
+            priority: float) -> None:
+        try:
+            fd = os.open(self.tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            raise LocalFailure(exc) from exc
+        try:
+            self._fetch_parts(fd, url, retry, on_retry, pool, priority)
+            self._check(fd)
+            try:
+                os.fsync(fd)
+                os.close(fd)
+                fd = -1
+                os.replace(self.tmp, self.dest)
+            except OSError as exc:
+                raise LocalFailure(_disk_error(exc, self.tmp, self.nbytes)) from exc
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def _fetch_parts(self, fd: int, url: str, retry: RetryPolicy, on_retry: OnRetry | None,
+                     pool: PartPool | None, priority: float) -> None:
+        def part(start: int) -> Callable[[], None]:
+            def fetch() -> None:
+                try:
+                    with_retries(lambda: self._fetch_part(fd, start), url, retry, on_retry)
+                except (RemoteError, FileNotFoundError):
+                    raise
+                except OSError as exc:  # the local disk: the file's own loop must not retry it
+                    raise LocalFailure(exc) from exc
+            return fetch
+
+        starts = range(0, max(self.nbytes, 1), PART_BYTES)
+        if pool is None:
+            for start in starts:
+                part(start)()
+            return
+        parts = [pool.submit(priority, part(start)) for start in starts]
+        try:
+            for future in parts:
+                while not concurrent.futures.wait([future], timeout=_SLICE).done:
+                    pass  # bounded slices, so that Ctrl-C works
+                future.result()
+        finally:
+            for future in parts:
+                future.cancel()  # after a failure, the parts not yet started
+            concurrent.futures.wait(parts)  # no part may write once the file is closed
+
+    def _fetch_part(self, fd: int, start: int) -> None:
+        end = min(start + PART_BYTES, self.nbytes)
+        last = end == self.nbytes  # asks one byte more: a longer remote file shows
+        data = self.fs.cat_file(self.path, start=start, end=end + 1 if last else end)
+        if len(data) != end - start:
+            msg = (f"the body is longer than the index's {self.nbytes} bytes" if len(data) > end - start
+                   else f"short body: {len(data)} of {end - start} bytes at offset {start}")
+            raise DamagedBody(msg)
+        try:
+            _write_all(fd, memoryview(data), start)
+        except OSError as exc:
+            raise LocalFailure(_disk_error(exc, self.tmp, self.nbytes)) from exc
+
+    def _check(self, fd: int) -> None:
+        crc = 0
+        for start in range(0, self.nbytes, CHUNK_BYTES):  # from the page cache
+            crc = checksum(os.pread(fd, CHUNK_BYTES, start), crc)
+        if crc != self.crc32c:
+            msg = (f"CRC-32C {crc:#010x} differs from the index's {self.crc32c:#010x} (damaged in "
+                   "transit, or the remote file changed)")
+            raise DamagedBody(msg)
+
+
+def download(fs: fsspec.AbstractFileSystem, path: str, dest: Path, *, url: str, expected_nbytes: int,
+             expected_crc32c: int, retry: RetryPolicy, on_retry: OnRetry | None = None,
+             pool: PartPool | None = None, priority: float = 0.0) -> None:
+    """Downloads one file to ``dest``, checked against its size and CRC-32C, atomically.
+
+    The file comes as ranged GETs of :data:`PART_BYTES`, each retried on its own, written into
+    a hidden temporary file next to ``dest``; only a complete file whose CRC-32C matches is
+    fsynced and renamed to ``dest``. A short, long or damaged body counts as transient and is
+    fetched again (a CRC mismatch: the whole file). The temporary file is removed on every
+    failure (a killed process leaves it behind: see :class:`pydata.datasets.cache.ShardCache`).
+
+    Args:
+        fs, path: Where the file is (from :func:`pydata.datasets.remote.open_filesystem`).
+        dest: The local file to create or replace.
+        url: The file's URL, for messages.
+        expected_nbytes, expected_crc32c: From the index.
+        retry: The retry policy.
+        on_retry: Called with each error that is about to be retried.
+        pool: Connections to fetch the parts on (None: one after another, in this thread).
+        priority: The parts' place in ``pool``'s queue: lower goes first.
+
+    Raises:
+        FileNotFoundError: The remote file does not exist (names ``url``).
+        RemoteError: A permanent error, or a transient one (a CRC mismatch included) that outlived
+            the retries; names ``url`` and the cause.
+        OSError: Writing locally failed; with ``ENOSPC`` the message reads
+            ``disk full: needed N bytes in <dir>``.
+        ClosedError: ``pool`` was closed.
+    """
+    attempt = _Attempt(fs, path, Path(dest), (expected_nbytes, expected_crc32c))
+    with_retries(lambda: attempt.run(url, retry, on_retry, pool, priority), url, retry, on_retry)
