@@ -15,7 +15,9 @@ once. Every case reads one shuffled epoch in batches of 256 through s3fs (``endp
 3. baseline: s3fs ``get`` of the dataset directory (every shard and ``index.json``) into a
    fresh local directory, then ``pydata.MemoryMappedDataset`` + ``pydata.Loader`` for one
    epoch; its time to first batch is the download plus the first batch;
-4. the baseline's epoch alone: the second epoch of the same Loader, once the files are local.
+4. the baseline's epoch alone: the second epoch of the same Loader, once the files are local;
+5. the server's raw GET bandwidth, the ceiling: every shard fetched whole with s3fs
+   ``cat_file``, four GETs in flight at once, nothing written or read.
 
 Each round runs every case once (fresh directories for the cold cases), the order rotating
 between rounds; the table reports medians over the rounds. "MB downloaded" counts the bytes of
@@ -43,6 +45,7 @@ from typing import Any
 from _common import markdown_table, write_results
 
 import pydata
+from pydata.datasets.remote import fetch_index
 from pydata.synthetic import class_images
 
 BATCH = 256
@@ -61,8 +64,9 @@ UNSET_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_prox
 COLD, WARM = "StreamingDataset, cold cache", "StreamingDataset, warm cache"
 BASE = "baseline: s3fs get, then MemoryMappedDataset + Loader"
 BASE_EPOCH = "baseline: its epoch alone, files local"
+RAW = "ceiling: raw GETs of every shard, 4 in flight"
 ROWS = [(COLD, "direct"), (COLD, "DataLoader, 2 workers"), (WARM, "direct, 2nd epoch"),
-        (BASE, "download + epoch"), (BASE_EPOCH, "Loader, 2nd epoch")]
+        (BASE, "download + epoch"), (BASE_EPOCH, "Loader, 2nd epoch"), (RAW, "no reading")]
 
 
 # -- the S3 server -------------------------------------------------------------------------------
@@ -238,6 +242,7 @@ class Bench:
                  count: int, label_sum: int) -> None:
         self.remote, self.options, self.served, self.scratch = remote, options, served, scratch
         self.count, self.label_sum = count, label_sum
+        self.shard_bytes = sum(s.nbytes for s in fetch_index(remote, options).shards)
         self.runs: dict[tuple[str, str], list[Run]] = {key: [] for key in ROWS}
 
     def fresh_dir(self, name: str) -> Path:
@@ -284,6 +289,29 @@ class Bench:
             ds.cache.close()
             shutil.rmtree(cache)
 
+    def raw_gets(self) -> None:
+        """Case 5: the whole objects fetched into memory, 4 at once; its "first batch" is the
+        first object."""
+        import concurrent.futures
+
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(self.remote, **self.options)
+        files = sorted(p for p in fs.ls(root, refresh=True) if p.endswith(".pds"))
+        served, start = self.served.value, time.perf_counter()
+        firsts: list[float] = []
+
+        def get(path: str) -> int:
+            n = len(fs.cat_file(path))
+            firsts.append(time.perf_counter())
+            return n
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            total = sum(pool.map(get, files))
+        end = time.perf_counter()
+        assert total == self.shard_bytes, (total, self.shard_bytes)
+        self.runs[ROWS[5]].append(Run(end - start, min(firsts) - start, self.served.value - served))
+
     def baseline(self) -> None:
         """Cases 3 and 4: s3fs get of the whole directory, then Loader epochs over the copy."""
         import fsspec
@@ -310,19 +338,32 @@ class Bench:
 
 # -- report --------------------------------------------------------------------------------------
 
-def report(runs: Mapping[tuple[str, str], list[Run]], count: int) -> list[dict[str, Any]]:
+def report(runs: Mapping[tuple[str, str], list[Run]], count: int, shard_bytes: int,
+           ) -> list[dict[str, Any]]:
     base = statistics.median(r.seconds for r in runs[ROWS[3]])
     rows = []
     for (case, setting), rs in runs.items():
         seconds = statistics.median(r.seconds for r in rs)
         stats = [r.cache_stats["bytes_downloaded"] for r in rs if r.cache_stats]
         rows.append({"case": case, "setting": setting, "samples_per_s": count / seconds,
-                     "seconds": seconds,
+                     "mb_per_s": shard_bytes / seconds / 1e6, "seconds": seconds,
                      "first_batch_s": statistics.median(r.first_batch_s for r in rs),
                      "mb_downloaded": statistics.median(r.bytes_downloaded for r in rs) / 1e6,
                      "cache_stats_mb": statistics.median(stats) / 1e6 if stats else None,
                      "vs_baseline_total": seconds / base, "runs": rs})
     return rows
+
+
+def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, from the medians: time to first batch under 0.5 s, a cold epoch at
+    >= 50% of the raw GET bandwidth and within 1.5x of the warm epoch's time."""
+    cold, warm, raw = rows[0], rows[2], rows[5]
+    return {"first_batch_s": cold["first_batch_s"], "first_batch_ok": cold["first_batch_s"] < 0.5,
+            "cold_vs_raw_get": cold["mb_per_s"] / raw["mb_per_s"],
+            "cold_vs_raw_get_ok": cold["mb_per_s"] >= 0.5 * raw["mb_per_s"],
+            "cold_vs_warm_time": cold["seconds"] / warm["seconds"],
+            "cold_vs_warm_ok": cold["seconds"] <= 1.5 * warm["seconds"],
+            "raw_get_vs_warm_time": raw["seconds"] / warm["seconds"]}
 
 
 def versions() -> dict[str, str]:
@@ -337,14 +378,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="8,192 samples, 8 MiB shards, 2 rounds: a smoke run")
     parser.add_argument("--samples", type=int,
-                        help="samples in the dataset (default 81,920: 1.0 GB)")
+                        help="samples in the dataset (default 90,112: 1.03 GiB)")
     parser.add_argument("--shard-mib", type=float,
                         help="shard size in MiB (default 64; 8 with --quick)")
     parser.add_argument("--repeats", type=int,
                         help="rounds of every case (default 3; 2 with --quick)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    count = args.samples or (8192 if args.quick else 81_920)
+    count = args.samples or (8192 if args.quick else 90_112)
     shard_bytes = int((args.shard_mib or (8 if args.quick else 64)) * 2**20)
     repeats = args.repeats or (2 if args.quick else 3)
 
@@ -356,7 +397,7 @@ def main() -> None:
             remote = upload(dataset, options)
             shutil.rmtree(dataset)
             bench = Bench(remote, options, served, scratch, count, label_sum)
-            cases = [bench.streaming_direct, bench.streaming_workers, bench.baseline]
+            cases = [bench.streaming_direct, bench.streaming_workers, bench.baseline, bench.raw_gets]
             print(f"timing {repeats} rounds of every case (order rotating; fresh directories for "
                   "the cold cases); every epoch must deliver every sample once")
             for r in range(repeats):
@@ -364,15 +405,16 @@ def main() -> None:
                 for case in cases[r % len(cases):] + cases[: r % len(cases)]:
                     case()
                 print(f"  round {r + 1}: {time.perf_counter() - started:.1f} s")
-            rows = report(bench.runs, count)
+            rows = report(bench.runs, count, bench.shard_bytes)
 
     print(f"\n## One shuffled epoch of {count} samples ({count * SAMPLE_BYTES / 1e6:.0f} MB, "
           f"{shards} shards of up to {shard_bytes / 2**20:g} MiB) from a local S3 server, batches "
           f"of {BATCH}, median of {repeats}\n")
     print(markdown_table(
-        ["case", "setting", "samples/s", "time to first batch (s)", "total (s)",
+        ["case", "setting", "samples/s", "MB/s", "time to first batch (s)", "total (s)",
          "MB downloaded (server)", "MB downloaded (cache.stats)", "x baseline total time"],
-        [[r["case"], r["setting"], f"{r['samples_per_s']:,.0f}", f"{r['first_batch_s']:.3f}",
+        [[r["case"], r["setting"], f"{r['samples_per_s']:,.0f}", f"{r['mb_per_s']:,.0f}",
+          f"{r['first_batch_s']:.3f}",
           f"{r['seconds']:.3f}", f"{r['mb_downloaded']:.1f}",
           "—" if r["cache_stats_mb"] is None else f"{r['cache_stats_mb']:.1f}",
           r["vs_baseline_total"]] for r in rows]))
@@ -380,10 +422,16 @@ def main() -> None:
     cold, warm = (bench.runs[key][-1].cache_stats for key in (ROWS[0], ROWS[2]))
     print(f"\nbaseline download alone: {download:.3f} s (median)")
     print(f"ShardCache.stats() of the last direct run: cold {cold}; warm epoch {warm}")
+    goals = targets(rows)
+    print(f"targets: first batch {goals['first_batch_s']:.3f} s (< 0.5: {goals['first_batch_ok']}); "
+          f"cold epoch at {goals['cold_vs_raw_get']:.0%} of the raw GET bandwidth (>= 50%: "
+          f"{goals['cold_vs_raw_get_ok']}); cold epoch {goals['cold_vs_warm_time']:.1f}x the warm "
+          f"epoch's time (<= 1.5x: {goals['cold_vs_warm_ok']}; the raw GETs alone take "
+          f"{goals['raw_get_vs_warm_time']:.1f}x)")
     path = write_results("streaming", {
         "quick": args.quick, "samples": count, "sample_bytes": SAMPLE_BYTES,
         "shard_bytes": shard_bytes, "shards": shards, "batch": BATCH, "repeats": repeats,
-        "versions": versions(), "baseline_download_s": download, "rows": rows})
+        "versions": versions(), "baseline_download_s": download, "targets": goals, "rows": rows})
     print(f"wrote {path}")
 
 
