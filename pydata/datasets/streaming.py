@@ -11,7 +11,10 @@ DataLoader workers take whole batches of their rank's share in turn, so every sa
 exactly once per epoch and the state is one global count (:mod:`pydata.datasets.order`).
 
 It yields whole batches (dicts of batched tensors): use it with ``DataLoader(ds,
-batch_size=None, num_workers=k)`` or iterate it directly.
+batch_size=None, num_workers=k)`` or iterate it directly. With ``per_sample=True`` it yields the
+same batches' samples one by one, for ``DataLoader(ds, batch_size=batch_size)``: the DataLoader
+then collates exactly the batches of the batched mode, so the worker split and resume are the
+same (per-sample Python and the collate copy are what that costs).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
         batch_size: Samples per yielded batch (keyword-only, required: batches are assembled in
             one call each, and DataLoader workers and resume count in whole batches).
+        per_sample: Yield the samples of those batches one at a time (give the DataLoader the
+            same ``batch_size``).
         fields: Fields to read (default: all).
         drop_last: Leave out a final partial batch of each worker.
         rank, world_size: Default: torch.distributed, else RANK/WORLD_SIZE, else 0 of 1.
@@ -72,8 +77,9 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                  cache_limit: int | None = None, shuffle: bool = True, seed: int = 0,
                  shuffle_window: int = 4, prefetch_shards: int = 2,
                  storage_options: Mapping[str, Any] | None = None, *, batch_size: int,
-                 fields: Sequence[str] | None = None, drop_last: bool = False,
-                 rank: int | None = None, world_size: int | None = None) -> None:
+                 per_sample: bool = False, fields: Sequence[str] | None = None,
+                 drop_last: bool = False, rank: int | None = None, world_size: int | None = None,
+                 ) -> None:
         if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:
             msg = (f"batch_size and shuffle_window must be >= 1 and prefetch_shards >= 0, got "
                    f"{batch_size}, {shuffle_window}, {prefetch_shards}")
@@ -86,7 +92,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
             if name not in self.index.schema:
                 msg = f"field {name!r} is not in the dataset; it has {list(self.index.schema)}"
                 raise KeyError(msg)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.batch_size, self.per_sample, self.shuffle, self.seed = batch_size, per_sample, shuffle, seed
         self.shuffle_window, self.prefetch_shards, self.drop_last = shuffle_window, prefetch_shards, drop_last
         self.rank, self.world_size = orders.resolve_rank_world(rank, world_size)
         self.cache = ShardCache(self.remote, local, self.index, cache_limit=cache_limit,
@@ -101,9 +107,11 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         self._open_lock = threading.Lock()
 
     def __len__(self) -> int:
-        """Batches this rank reads in a whole epoch (over all its DataLoader workers)."""
+        """Batches (samples, with ``per_sample``) this rank reads in a whole epoch, over all its
+        DataLoader workers."""
         count = orders.per_rank_count(self.index.samples, start=0, world_size=self.world_size)
-        return orders.num_batches(count, self.batch_size, drop_last=self.drop_last)
+        batches = orders.num_batches(count, self.batch_size, drop_last=self.drop_last)
+        return min(count, batches * self.batch_size) if self.per_sample else batches
 
     # -- order and state ---------------------------------------------------------------------
 
@@ -131,8 +139,9 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
 
         Args:
             batches_consumed: Batches this rank consumed since the epoch (or the last
-                ``load_state_dict``) started. Needed with DataLoader workers, whose progress the
-                main process cannot see; without workers the dataset counts by itself.
+                ``load_state_dict``) started (with ``per_sample``, the DataLoader's batches of
+                ``batch_size``). Needed with DataLoader workers, whose progress the main process
+                cannot see; without workers the dataset counts by itself.
         """
         consumed = self.consumed
         if batches_consumed is not None:
@@ -169,17 +178,22 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self._iteration_start = start = self.consumed
+        info = get_worker_info()
+        if info is not None:  # the node's workers hold shards at once, each a little ahead
+            self.cache.check_limit(min(self.shuffle_window + self.prefetch_shards + info.num_workers,
+                                       len(self.index.shards)))
         batches = self._worker_batches()
         reader = self.batch_reader()
         reader.plan(batches)  # the known future that prefetching and eviction follow
         per_rank = 0
         for indices in batches:
             batch = to_torch(reader.fields, reader.read_batch(indices))
-            per_rank += len(indices)
-            if get_worker_info() is None:  # a worker's progress is the consumer's to report
-                self.consumed = orders.consumed_after(start, per_rank, self.world_size)
-            yield batch
-        if get_worker_info() is None:
+            for item in _samples(batch, len(indices)) if self.per_sample else (batch,):
+                per_rank += 1 if self.per_sample else len(indices)
+                if info is None:  # a worker's progress is the consumer's to report
+                    self.consumed = orders.consumed_after(start, per_rank, self.world_size)
+                yield item
+        if info is None:
             self.set_epoch(self.epoch + 1)
 
     def _read(self, indices: np.ndarray[Any, Any], shards: list[int], future: np.ndarray[Any, Any],
@@ -239,6 +253,12 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
     def __repr__(self) -> str:
         return (f"StreamingDataset('{self.remote}', samples={self.index.samples}, "
                 f"batch_size={self.batch_size}, rank={self.rank}/{self.world_size})")
+
+
+def _samples(batch: Mapping[str, Any], count: int) -> Iterator[dict[str, Any]]:
+    """The rows of a batch, one dict each (views of the batch's tensors)."""
+    for i in range(count):
+        yield {name: values[i] for name, values in batch.items()}
 
 
 def _first_uses(uses: np.ndarray[Any, Any], count: int) -> list[int]:

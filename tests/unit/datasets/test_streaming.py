@@ -171,3 +171,45 @@ def test_the_loader_resumes_a_streaming_dataset(remote: tuple[str, Any], tmp_pat
     resumed = pydata.Loader(ds, 32, seed=2, num_threads=1)
     resumed.load_state_dict(first.state_dict())
     assert head + labels(resumed) == full
+
+
+def test_per_sample_mode_gives_a_plain_dataloader_the_same_batches(remote: tuple[str, Any],
+                                                                   tmp_path: Path) -> None:
+    batched = torch.utils.data.DataLoader(make(remote, tmp_path, seed=5), batch_size=None, num_workers=2)
+    samples = make(remote, tmp_path, seed=5, per_sample=True)
+    plain = torch.utils.data.DataLoader(samples, batch_size=16, num_workers=2)
+    assert len(plain) == len(batched)
+    pairs = list(zip(batched, plain, strict=True))
+    for want, got in pairs:
+        assert torch.equal(want["label"], got["label"])
+        assert torch.equal(want["image"], got["image"])
+    assert sorted(i for want, _ in pairs for i in want["label"].tolist()) == list(range(SAMPLES))
+
+
+def test_per_sample_mode_resumes_from_the_consumers_count(remote: tuple[str, Any], tmp_path: Path) -> None:
+    full = labels(make(remote, tmp_path, seed=6))
+    ds = make(remote, tmp_path, seed=6, per_sample=True)
+    head = []
+    for i, batch in enumerate(torch.utils.data.DataLoader(ds, batch_size=16, num_workers=2)):
+        head.extend(batch["label"].tolist())
+        if i == 6:
+            break
+    resumed = make(remote, tmp_path, seed=6, per_sample=True)
+    resumed.load_state_dict(ds.state_dict(batches_consumed=7))
+    rest = labels(torch.utils.data.DataLoader(resumed, batch_size=16, num_workers=1))
+    assert head + rest == full
+    direct = make(remote, tmp_path, seed=6, per_sample=True)
+    first = [int(s["label"]) for _, s in zip(range(40), direct, strict=False)]
+    again = make(remote, tmp_path, seed=6, per_sample=True)
+    again.load_state_dict(direct.state_dict())  # counted sample by sample without workers
+    assert first + [int(s["label"]) for s in again] == full
+
+
+def test_a_cache_too_small_for_the_workers_fails_when_they_start(remote: tuple[str, Any],
+                                                                 tmp_path: Path) -> None:
+    shard = max(s.nbytes for s in make(remote, tmp_path).index.shards)
+    ds = make(remote, tmp_path, cache_limit=int(7.5 * shard))  # a window of 4, 2 ahead, 1 more
+    assert len(labels(ds)) == SAMPLES  # enough for one reader
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)
+    with pytest.raises(ValueError, match="cache_limit .* smaller than what the readers need at once"):
+        next(iter(loader))
