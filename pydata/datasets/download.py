@@ -2,12 +2,15 @@
 
 A shard is fetched as parts of :data:`PART_BYTES` (ranged GETs), each retried on its own and
 written at its offset into a hidden temporary file; the whole is then checked against the
-index's size and CRC-32C, fsynced and renamed into place, so a reader never sees half a shard.
+index's size and CRC-32C and renamed into place, so a reader never sees half a shard. It is not
+fsynced: the cache is a copy, and a file that a crash may have left damaged is caught by the
+CRC-32C check that every other process and every later run makes before first use.
 The parts of every download of a process share one :class:`PartPool`, which runs the parts of
 the shard needed soonest first. Shards therefore arrive in the order of use, each with the
 whole bandwidth of the pool, instead of several shards crawling in side by side while the
-reader waits for the first: what the time to first batch depends on. The trade-off is a
-read-back of each file for its CRC (the parts arrive out of order), from the page cache.
+reader waits for the first: what the time to first batch depends on. Parts may finish out of
+order; the CRC-32C runs over them in order, so a part that arrives early stays in memory until
+those before it are in (at most about one part per connection).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from pydata.format.atomic import temp_name
 __all__ = ["CHUNK_BYTES", "PART_BYTES", "PartPool", "download"]
 
 CHUNK_BYTES = 4 << 20
-"""Bytes read back per step when a downloaded file's CRC-32C is computed."""
+"""Bytes read per step when a cached file's CRC-32C is checked (:mod:`pydata.datasets.cache`)."""
 
 PART_BYTES = 8 << 20
 """The size of one ranged GET: a file comes in parts of at most this many bytes."""
@@ -124,6 +127,23 @@ def _disk_error(exc: OSError, tmp: Path, nbytes: int) -> OSError:
     return error
 
 
+class _InOrderChecksum:
+    """The CRC-32C of a file whose parts arrive in any order, computed in file order."""
+
+    def __init__(self) -> None:
+        self.crc, self.nbytes = 0, 0
+        self._early: dict[int, bytes] = {}
+        self._lock = threading.Lock()
+
+    def add(self, start: int, data: bytes) -> None:
+        with self._lock:
+            self._early[start] = data
+            while self.nbytes in self._early:
+                part = self._early.pop(self.nbytes)
+                self.crc = checksum(part, self.crc)
+                self.nbytes += len(part)
+
+
 class _Attempt:
     """One attempt at one file: its parts fetched into a temporary file, then checked."""
 
@@ -132,6 +152,7 @@ class _Attempt:
         self.fs, self.path, self.dest = fs, path, dest
         self.nbytes, self.crc32c = expected
         self.tmp = temp_name(dest)
+        self.checksum = _InOrderChecksum()
 
     def run(self, url: str, retry: RetryPolicy, on_retry: OnRetry | None, pool: PartPool | None,
             priority: float) -> None:
@@ -141,9 +162,8 @@ class _Attempt:
             raise LocalFailure(exc) from exc
         try:
             self._fetch_parts(fd, url, retry, on_retry, pool, priority)
-            self._check(fd)
+            self._check()
             try:
-                os.fsync(fd)
                 os.close(fd)
                 fd = -1
                 os.replace(self.tmp, self.dest)
@@ -195,11 +215,11 @@ class _Attempt:
             _write_all(fd, memoryview(data), start)
         except OSError as exc:
             raise LocalFailure(_disk_error(exc, self.tmp, self.nbytes)) from exc
+        self.checksum.add(start, data)
 
-    def _check(self, fd: int) -> None:
-        crc = 0
-        for start in range(0, self.nbytes, CHUNK_BYTES):  # from the page cache
-            crc = checksum(os.pread(fd, CHUNK_BYTES, start), crc)
+    def _check(self) -> None:
+        crc = self.checksum.crc
+        assert self.checksum.nbytes == self.nbytes, "every part was fetched"
         if crc != self.crc32c:
             msg = (f"CRC-32C {crc:#010x} differs from the index's {self.crc32c:#010x} (damaged in "
                    "transit, or the remote file changed)")
@@ -213,7 +233,7 @@ def download(fs: fsspec.AbstractFileSystem, path: str, dest: Path, *, url: str, 
 
     The file comes as ranged GETs of :data:`PART_BYTES`, each retried on its own, written into
     a hidden temporary file next to ``dest``; only a complete file whose CRC-32C matches is
-    fsynced and renamed to ``dest``. A short, long or damaged body counts as transient and is
+    renamed to ``dest``. A short, long or damaged body counts as transient and is
     fetched again (a CRC mismatch: the whole file). The temporary file is removed on every
     failure (a killed process leaves it behind: see :class:`pydata.datasets.cache.ShardCache`).
 
@@ -235,5 +255,6 @@ def download(fs: fsspec.AbstractFileSystem, path: str, dest: Path, *, url: str, 
             ``disk full: needed N bytes in <dir>``.
         ClosedError: ``pool`` was closed.
     """
-    attempt = _Attempt(fs, path, Path(dest), (expected_nbytes, expected_crc32c))
-    with_retries(lambda: attempt.run(url, retry, on_retry, pool, priority), url, retry, on_retry)
+    expected = (expected_nbytes, expected_crc32c)
+    with_retries(lambda: _Attempt(fs, path, Path(dest), expected).run(url, retry, on_retry, pool, priority),
+                 url, retry, on_retry)
