@@ -139,17 +139,18 @@ class Normalize:
             msg = f"Normalize({field!r}): dtype must be floating, got {dtype}"
             raise ValueError(msg)
         self.dtype = dtype
-        self._constants: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._constants: dict[tuple[torch.device, float], tuple[torch.Tensor, torch.Tensor]] = {}
 
-    def _on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """mean and std as ``(1, C, 1, 1)`` tensors on ``device``, copied there once."""
-        if device not in self._constants:
-            mean, std = (
-                torch.tensor(v, dtype=self.dtype).view(1, -1, 1, 1).to(device)
-                for v in (self.mean, self.std)
-            )
-            self._constants[device] = (mean, std)
-        return self._constants[device]
+    def _on(self, device: torch.device, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``1 / (unit * std)`` and ``mean / std`` as ``(1, C, 1, 1)`` tensors on ``device``,
+        made once: ``(x / unit - mean) / std == x * scale - shift``."""
+        key = (device, unit)
+        if key not in self._constants:
+            mean, std = (torch.tensor(v, dtype=torch.float64) for v in (self.mean, self.std))
+            scale, shift = (v.to(self.dtype).view(1, -1, 1, 1).to(device)
+                            for v in (1.0 / (unit * std), mean / std))
+            self._constants[key] = (scale, shift)
+        return self._constants[key]
 
     def __call__(self, batch: Batch, generator: torch.Generator) -> dict[str, Any]:
         _check_generator(generator)
@@ -158,23 +159,21 @@ class Normalize:
             if len(values) not in (1, x.shape[1]):
                 msg = f"field {self.field!r} has {x.shape[1]} channels, {name} has {len(values)}"
                 raise ValueError(msg)
-        mean, std = self._on(x.device)
+        scale, shift = self._on(x.device, 255.0 if not x.dtype.is_floating_point else 1.0)
         y = x.to(self.dtype, copy=True)  # our own tensor: the in-place steps below are safe
-        if not x.dtype.is_floating_point:
-            y.div_(255)
-        return _replace(batch, self.field, y.sub_(mean).div_(std))
+        return _replace(batch, self.field, y.mul_(scale).sub_(shift))  # two passes, no division
 
 
 def _crop_axis(
-    generator: torch.Generator, x: torch.Tensor, axis: int, length: int, padding: int, mode: str
+    offsets: torch.Tensor, x: torch.Tensor, axis: int, length: int, padding: int, mode: str
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Draws one crop offset per sample along ``x``'s ``axis``, padded by ``padding``.
+    """The indices of each sample's crop along ``x``'s ``axis`` (``offsets`` are in the padded
+    image).
 
     Returns ``(index, inside)``: ``(n, length)`` indices into the unpadded axis, and for
     constant padding the mask of positions inside the image (``None`` for reflect).
     """
-    n, extent, device = x.shape[0], x.shape[axis], x.device
-    offsets = torch.randint(extent + 2 * padding - length + 1, (n,), generator=generator)
+    extent, device = x.shape[axis], x.device
     pos = offsets.to(device, non_blocking=True)[:, None] + torch.arange(length, device=device)
     pos -= padding
     if mode == "reflect":  # one reflection suffices: RandomCrop checks padding < extent
@@ -185,8 +184,10 @@ def _crop_axis(
 class RandomCrop:
     """A random ``size`` window of each image, after padding, with its own offset per sample.
 
-    The crop is one gather on the device: the padding is virtual (index arithmetic), so no
-    padded copy of the batch is made, for any dtype.
+    On a GPU the crop is one gather: the padding is virtual (index arithmetic), so no padded
+    copy of the batch is made, for any dtype. On the CPU, where a broadcast gather is several
+    times slower than copying slices, the batch is padded once and each sample's window is
+    copied as a slice; both give the same result for the same generator.
 
     Args:
         field: The image field, ``(N, C, H, W)``.
@@ -212,6 +213,24 @@ class RandomCrop:
             raise ValueError(msg)
         self.field, self.size = field, _pair("size", size)
         self.padding, self.padding_mode = padding, padding_mode
+        self.gather_on_cpu = False  # the GPU's method on the CPU too (tests compare the two)
+
+    def _slices(self, x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor) -> torch.Tensor:
+        """The CPU method: pad once, then copy one window per sample."""
+        (h, w), pad = self.size, self.padding
+        if pad:
+            height, width = x.shape[2], x.shape[3]
+            rows = torch.arange(-pad, height + pad)
+            cols = torch.arange(-pad, width + pad)
+            if self.padding_mode == "reflect":
+                rows, cols = rows.abs(), cols.abs()
+                rows = (height - 1) - ((height - 1) - rows).abs()
+                cols = (width - 1) - ((width - 1) - cols).abs()
+                x = x.index_select(2, rows).index_select(3, cols)
+            else:
+                x = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        return torch.stack([x[i, :, t:t + h, left:left + w]
+                            for i, (t, left) in enumerate(zip(tops.tolist(), lefts.tolist()))])
 
     def __call__(self, batch: Batch, generator: torch.Generator) -> dict[str, Any]:
         _check_generator(generator)
@@ -224,8 +243,12 @@ class RandomCrop:
         if self.padding_mode == "reflect" and pad >= min(height, width):
             msg = f"field {self.field!r}: reflect padding {pad} needs images above {pad}x{pad}"
             raise ValueError(msg)
-        rows, row_ok = _crop_axis(generator, x, 2, h, pad, self.padding_mode)
-        cols, col_ok = _crop_axis(generator, x, 3, w, pad, self.padding_mode)
+        tops = torch.randint(height + 2 * pad - h + 1, (n,), generator=generator)
+        lefts = torch.randint(width + 2 * pad - w + 1, (n,), generator=generator)
+        if x.device.type == "cpu" and not self.gather_on_cpu:
+            return _replace(batch, self.field, self._slices(x, tops, lefts))
+        rows, row_ok = _crop_axis(tops, x, 2, h, pad, self.padding_mode)
+        cols, col_ok = _crop_axis(lefts, x, 3, w, pad, self.padding_mode)
         device = x.device
         samples = torch.arange(n, device=device).view(n, 1, 1, 1)
         planes = torch.arange(channels, device=device).view(1, channels, 1, 1)

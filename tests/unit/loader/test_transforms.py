@@ -101,12 +101,15 @@ def offsets(seed: int, n: int, room: tuple[int, int]) -> tuple[list[int], list[i
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
 @pytest.mark.parametrize(("padding", "mode"), [(0, "constant"), (3, "constant"), (4, "reflect")])
+@pytest.mark.parametrize("gather_on_cpu", [False, True], ids=["cpu slices", "gather"])
 def test_crop_equals_the_window_at_the_drawn_offsets(
-    device: str, dtype: torch.dtype, padding: int, mode: Any
+    device: str, dtype: torch.dtype, padding: int, mode: Any, gather_on_cpu: bool
 ) -> None:
     x = images(dtype=dtype, device=device)
     size = (7, 9)
-    out = run_unchanged(RandomCrop("image", size, padding, mode), {"image": x}, 42)["image"]
+    crop = RandomCrop("image", size, padding, mode)
+    crop.gather_on_cpu = gather_on_cpu
+    out = run_unchanged(crop, {"image": x}, 42)["image"]
     assert out.shape == (len(x), 3, *size)
     assert out.dtype == dtype
     assert out.device == x.device
