@@ -42,8 +42,10 @@ __all__ = ["CHUNK_BYTES", "PART_BYTES", "PartPool", "download"]
 CHUNK_BYTES = 4 << 20
 """Bytes read per step when a cached file's CRC-32C is checked (:mod:`pydata.datasets.cache`)."""
 
-PART_BYTES = 8 << 20
-"""The size of one ranged GET: a file comes in parts of at most this many bytes."""
+PART_BYTES = 32 << 20
+"""The size of one ranged GET: a file comes in parts of at most this many bytes. Each request
+costs a fixed overhead in the client and the server: against the local S3 server, four
+connections moved 150-160 MB/s in parts of 8 MiB, 240-265 in 16 MiB and 290-330 in 32 MiB."""
 
 _SLICE = 0.1  # the longest wait for a part without checking for Ctrl-C
 
