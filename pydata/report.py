@@ -24,6 +24,7 @@ from pydata.errors import CorruptDataError, FormatError
 from pydata.format.index import read_index
 from pydata.format.reader import ShardReader
 from pydata.format.schema import Field
+from pydata.latent_stats import METADATA_KEY, LatentStats
 
 __all__ = ["dataset_report", "format_report", "verify_dataset"]
 
@@ -36,7 +37,9 @@ def dataset_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         ``overhead_bytes`` (shard headers and page padding), ``metadata`` and ``fields``: per
         field ``kind``, ``dtype``, ``shape`` (None when it varies), ``codec``, ``layout``,
         ``bytes`` (stored, offsets tables included) and, for compressed fields, ``raw_bytes``
-        (decoded) and ``ratio`` (``raw_bytes / bytes``; None for other fields).
+        (decoded) and ``ratio`` (``raw_bytes / bytes``; None for other fields); ``latent_cache``:
+        for a latent cache (:class:`pydata.LatentCache`), its stats with the ratios against raw
+        float16 / float32 and the error against the encoder's output, else None.
 
     Raises:
         FileNotFoundError: No dataset at ``path``, or a shard is missing.
@@ -69,6 +72,8 @@ def dataset_report(path: str | os.PathLike[str]) -> dict[str, Any]:
         "overhead_bytes": index.nbytes - sum(stored.values()),
         "fields": fields,
         "metadata": index.metadata,
+        "latent_cache": None if METADATA_KEY not in index.metadata else
+        LatentStats.from_json(index.metadata[METADATA_KEY], str(Path(path) / "index.json")).to_json(),
     }
 
 
@@ -107,10 +112,25 @@ def format_report(report: dict[str, Any]) -> str:
                      "-" if f["ratio"] is None else f"{f['ratio']:.2f}x"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    if report["metadata"]:
-        text = json.dumps(report["metadata"])
+    if report.get("latent_cache"):
+        lines += ["", *_latent_lines(report["latent_cache"])]
+    others = {k: v for k, v in report["metadata"].items() if k != METADATA_KEY}  # shown above
+    if others:
+        text = json.dumps(others)
         lines += ["", f"metadata  {text if len(text) <= 200 else text[:197] + '...'}"]
     return "\n".join(lines)
+
+
+def _latent_lines(stats: dict[str, Any]) -> list[str]:
+    """The latent cache's size against raw floats and its error, for :func:`format_report`."""
+    return [
+        f"latent cache  field '{stats['field']}' ({stats['dtype']}, {stats['codec']}): "
+        f"{_size(stats['nbytes'])}, {stats['bytes_per_sample']:.1f} B/sample; "
+        f"{stats['ratio_fp16']:.2f}x smaller than raw fp16, {stats['ratio_fp32']:.2f}x than fp32",
+        f"              error vs the encoder's fp32 output: max abs {stats['max_abs']:.3g}, "
+        f"relative L2 {stats['rel_l2']:.3g}",
+        f"              encoder {stats['encoder']} on '{stats['input_field']}' of {stats['source']}",
+    ]
 
 
 def _size(nbytes: int) -> str:
