@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
@@ -24,29 +23,9 @@ from pydata.datasets.remote import (
     open_filesystem,
 )
 from pydata.errors import FormatError, PydataError, RemoteError
-from pydata.format.index import DatasetIndex, read_index
+from pydata.format.index import DatasetIndex
 
 FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0, jitter=0.0)
-
-
-def write_dataset(path: Path, shards: int = 3, rows: int = 4, row_bytes: int = 3000) -> DatasetIndex:
-    """A dataset of ``shards`` shards of ``rows`` random rows each."""
-    data = np.random.default_rng(0).integers(0, 256, (shards * rows, row_bytes), dtype=np.uint8)
-    schema = {"x": pydata.Field("uint8", (row_bytes,))}
-    with pydata.ShardWriter(path, schema, shard_bytes=rows * row_bytes, progress=False) as writer:
-        writer.write_batch({"x": data})
-    index = read_index(path)
-    assert len(index.shards) == shards
-    return index
-
-
-@pytest.fixture
-def dataset(tmp_path: Path) -> tuple[Path, DatasetIndex]:
-    return tmp_path / "remote", write_dataset(tmp_path / "remote")
-
-
-def names(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir())
 
 
 # -- RetryPolicy -----------------------------------------------------------------------------------
