@@ -6,7 +6,8 @@ The names below are the public API. The compiled core (``pydata._core``) is re-e
 ``decode_batch``, ``blob_info``, ``quantization_error``, ``CODECS``) and ``checksum``.
 The dataset format (``Field``, ``ShardWriter``, ``merge_index``, ``read_index``) needs no torch;
 the torch-facing names (``MemoryMappedDataset``, ``Loader``, ``create_dataloader``, ``collate``)
-are imported on first use, so importing pydata does not import torch, s3fs or DALI.
+are imported on first use, so importing pydata does not import torch, s3fs or DALI. So is the
+seeded train/validation split (``split_dataset``, ``DatasetSplit``).
 """
 
 from __future__ import annotations
@@ -47,18 +48,23 @@ __version__ = "0.1.0"
 
 # Names whose modules import torch: resolved on first attribute access (PEP 562).
 _LAZY = {
+    "DatasetSplit": "pydata.datasets.split",
+    "LatentCache": "pydata.latents",
     "Loader": "pydata.loader.loader",
     "MemoryMappedDataset": "pydata.datasets.mmap",
     "StreamingDataset": "pydata.datasets.streaming",
     "collate": "pydata.datasets.batch",
     "create_dataloader": "pydata.loader.dataloader",
+    "split_dataset": "pydata.datasets.split",
     "transforms": "pydata.loader.transforms",  # the module itself
 }
 
 if TYPE_CHECKING:
     from pydata.datasets.batch import collate
     from pydata.datasets.mmap import MemoryMappedDataset
+    from pydata.datasets.split import DatasetSplit, split_dataset
     from pydata.datasets.streaming import StreamingDataset
+    from pydata.latents import LatentCache
     from pydata.loader import transforms
     from pydata.loader.dataloader import create_dataloader
     from pydata.loader.loader import Loader
@@ -82,10 +88,12 @@ __all__ = [
     "CODECS",
     "ClosedError",
     "CorruptDataError",
+    "DatasetSplit",
     "Field",
     "FixedSections",
     "FormatError",
     "IndexedSections",
+    "LatentCache",
     "Loader",
     "MappedFile",
     "MemoryMappedDataset",
@@ -109,5 +117,6 @@ __all__ = [
     "merge_index",
     "quantization_error",
     "read_index",
+    "split_dataset",
     "transforms",
 ]

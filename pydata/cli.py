@@ -13,6 +13,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 __all__ = ["main"]
@@ -100,21 +101,25 @@ def _add_convert(commands: Any) -> None:
     images.add_argument("--size", type=_positive_int, default=64, help="image height and width (default: 64)")
     images.add_argument("--keep-encoded", action="store_true",
                         help="store the original file bytes in a bytes field 'jpeg' instead")
-    for parser in (files, arrays, images):
+    cifar10 = sources.add_parser("cifar10", help="the CIFAR-10 python archive",
+                                 description="Convert cifar-10-python.tar.gz into OUT/train "
+                                 "and OUT/test: 'image' (uint8, 3 x 32 x 32) and 'label' (int64), "
+                                 "class names in the index metadata.")
+    cifar10.add_argument("src", metavar="ARCHIVE", help="cifar-10-python.tar.gz")
+    cifar10.add_argument("out", metavar="OUT", help="folder to receive train/ and test/")
+    for parser in (files, arrays, images, cifar10):
         _add_write_options(parser)
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pydata", description="pydata: a dataset engine for PyTorch. Convert "
-                     "files into a dataset, inspect it, verify its checksums.",
+                     "files into a dataset, inspect it, verify its checksums, train on it.",
                      epilog="Every failure exits with status 1 and one line on stderr.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="tour the compiled core on generated data")
-    demo.add_argument("--samples", type=int, default=8192, help="latents to generate")
-    demo.add_argument("--batch-size", type=int, default=256, help="rows per batch")
-    demo.add_argument("--seed", type=int, default=0)
+    _add_training(commands)
     _add_convert(commands)
+    _add_profile(commands)
     inspect = commands.add_parser("inspect", help="summarise a dataset: schema, sizes, compression",
                                   description="Summarise a dataset: schema, samples, shards, bytes "
                                   "per field and compression ratios.")
@@ -123,12 +128,15 @@ def _build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check every shard's checksum",
                                  description="Open every shard and check its CRC-32C against the index.")
     verify.add_argument("path", metavar="PATH", help="dataset directory")
+    _add_diagnose(commands)
+    _add_bench(commands)
     return parser
 
 
 def _convert(args: argparse.Namespace) -> int:
     if args.source is None:
-        _fail("convert needs a SOURCE: npy-files, npy-arrays or images (see 'pydata convert --help')")
+        _fail("convert needs a SOURCE: npy-files, npy-arrays, images or cifar10 "
+              "(see 'pydata convert --help')")
     from pydata import convert
 
     common: dict[str, Any] = {"workers": args.workers, "shard_bytes": args.shard_bytes,
@@ -141,10 +149,119 @@ def _convert(args: argparse.Namespace) -> int:
     elif args.source == "images":
         index = convert.convert_image_folder(args.src, args.out, size=args.size,
                                              keep_encoded=args.keep_encoded, **common)
+    elif args.source == "cifar10":
+        from pydata.convert.cifar10 import convert_cifar10
+
+        for split, index in convert_cifar10(args.src, args.out, **common).items():
+            print(f"wrote {index.samples:,} {split} samples in {len(index.shards):,} shard(s), "
+                  f"{index.nbytes / 2**20:.1f} MiB, to {Path(args.out) / split}")
+        return 0
     else:
         raise AssertionError(args.source)  # argparse admits only the sources above
     print(f"wrote {index.samples:,} samples in {len(index.shards):,} shard(s), "
           f"{index.nbytes / 2**20:.1f} MiB, to {args.out}")
+    return 0
+
+
+def _add_training(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo", help="train a ResNet on generated images: accuracy, loader vs model throughput",
+        description="Write a synthetic, learnable image dataset (class patterns plus noise; nothing "
+        "is downloaded) as shards, train a small ResNet on it with a validation split, and report "
+        "validation accuracy against chance and the loader's samples/s against the model's.")
+    demo.add_argument("--samples", type=_positive_int, default=None, help="images to generate (default: 12000)")
+    demo.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: 6)")
+    demo.add_argument("--image-size", type=_positive_int, default=None, help="image side (default: 32)")
+    demo.add_argument("--out", metavar="DIR", default="pydata-demo",
+                      help="where the dataset and the run go; its data/ and run/ are replaced (default: ./pydata-demo)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of data, split, order and model (default: 0)")
+    demo.add_argument("--quick", action="store_true", help="a tiny run in seconds (640 images of 16x16, 2 epochs)")
+    train = commands.add_parser(
+        "train", help="train a model from a YAML config", description="Train the ResNet on a pydata "
+        "dataset as the YAML CONFIG says; KEY=VALUE overrides (e.g. optim.lr=0.01 train.epochs=3 "
+        "train.resume=true) are applied on top. Under torchrun every rank runs this command.")
+    train.add_argument("config", metavar="CONFIG", help="YAML file with model/data/optim/schedule/train sections")
+    train.add_argument("overrides", metavar="KEY=VALUE", nargs="*", help="config overrides, e.g. data.batch_size=64")
+    tour = commands.add_parser("tour", help="tour the compiled core on generated data: gather, codecs, ring buffer")
+    tour.add_argument("--samples", type=int, default=8192, help="latents to generate")
+    tour.add_argument("--batch-size", type=int, default=256, help="rows per batch")
+    tour.add_argument("--seed", type=int, default=0)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pydata.models.train import run_demo
+
+    sizes: dict[str, Any] = {"samples": 640, "epochs": 2, "image_size": 16, "width": 8,
+                             "batch_size": 64} if args.quick else {}
+    for name in ("samples", "epochs", "image_size"):
+        if getattr(args, name) is not None:
+            sizes[name] = getattr(args, name)
+    run_demo(args.out, seed=args.seed, **sizes)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pydata.models.config import load_config
+    from pydata.models.train import run_training
+
+    result = run_training(load_config(args.config, args.overrides))
+    if result.metrics is None:  # ranks other than 0 report nothing
+        return 0
+    shown = (f", validation loss {result.val_loss:.4f} accuracy {result.val_accuracy:.1%}"
+             if result.val_accuracy is not None else "")
+    stop = " (stopped early)" if result.stopped_early else ""
+    print(f"trained to epoch {result.epochs}, step {result.steps}{stop}: train loss "
+          f"{result.train_loss:.4f}{shown}; {result.samples_per_s:,.0f} samples/s, "
+          f"{result.wait_fraction:.1%} waiting for data")
+    print(f"metrics: {result.metrics}\ncurves:  {result.curves}\ncheckpoint: {result.checkpoint}")
+    return 0
+
+
+def _add_profile(commands: Any) -> None:
+    profile = commands.add_parser(
+        "profile", help="profile a bundled model: parameters, FLOPs, time, memory",
+        description="Profile a training step of a bundled model on a random batch: parameters, "
+        "FLOPs (torch.utils.flop_counter), and forward/backward time and memory per top-level "
+        "module (median of --repeats runs after --warmup).")
+    profile.add_argument("--model", choices=("resnet", "autoencoder"), default="resnet")
+    profile.add_argument("--depth", type=_positive_int, default=20,
+                         help="ResNet depth, 6n+2 (default: 20)")
+    profile.add_argument("--width", type=_positive_int, default=None,
+                         help="channels of the first stage (default: 16 resnet, 32 autoencoder)")
+    profile.add_argument("--num-classes", type=_positive_int, default=10, help="ResNet outputs")
+    profile.add_argument("--latent-channels", type=_positive_int, default=4,
+                         help="autoencoder latent channels (default: 4)")
+    profile.add_argument("--channels", type=_positive_int, default=3, help="image channels")
+    profile.add_argument("--image-size", type=_positive_int, default=32,
+                         help="image height and width (default: 32)")
+    profile.add_argument("--batch-size", type=_positive_int, default=32)
+    profile.add_argument("--device", default="cpu", help="e.g. cpu, cuda, cuda:1 (default: cpu)")
+    profile.add_argument("--warmup", type=int, default=2, help="untimed runs first (default: 2)")
+    profile.add_argument("--repeats", type=_positive_int, default=5, help="timed runs (default: 5)")
+    profile.add_argument("--json", metavar="PATH", help="also write the profile as JSON to PATH")
+
+
+def _profile(args: argparse.Namespace) -> int:
+    import torch
+
+    from pydata.models import AutoEncoder, ResNet
+    from pydata.models.profile import profile_model
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        _fail(f"--device {args.device}: no CUDA device is available")
+    model: torch.nn.Module
+    if args.model == "resnet":
+        model = ResNet(args.num_classes, args.depth, args.width or 16, args.channels)
+    else:
+        model = AutoEncoder(args.channels, args.latent_channels, args.width or 32)
+    example = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size,
+                         device=device)
+    result = profile_model(model.to(device), example, warmup=args.warmup, repeats=args.repeats)
+    print(result.format_table())
+    if args.json:
+        result.to_json(args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -167,6 +284,71 @@ def _verify(args: argparse.Namespace) -> int:
         _fail(f"{len(damaged)} of {result['shards']} shard(s) damaged: {first}{more}")
     print(f"OK: {result['shards']:,} shard(s), {result['samples']:,} samples, "
           f"{result['bytes']:,} bytes verified in {args.path}")
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"expected a non-negative integer, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _add_diagnose(commands: Any) -> argparse.ArgumentParser:
+    diagnose: argparse.ArgumentParser = commands.add_parser(
+        "diagnose", help="measure a dataset's memory picture under DataLoader workers",
+        description="Measure the memory picture of a training input: bytes on disk and in the page "
+        "cache, the RSS/PSS/USS of N real DataLoader workers while they iterate an epoch, what "
+        "per-worker copies would cost, and recommendations (workers, prefetch, codec) drawn from them.")
+    diagnose.add_argument("path", metavar="PATH", help="dataset directory")
+    diagnose.add_argument("--workers", type=_non_negative_int, default=2, metavar="N",
+                          help="DataLoader worker processes to measure (default: 2)")
+    diagnose.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch (default: 256)")
+    diagnose.add_argument("--json", action="store_true", help="print the diagnosis as JSON")
+    return diagnose
+
+
+def _add_bench(commands: Any) -> argparse.ArgumentParser:
+    bench: argparse.ArgumentParser = commands.add_parser(
+        "bench", help="epoch throughput of the Loader and the DataLoader on a dataset",
+        description="Time shuffled epochs of pydata.Loader over thread counts and of the torch "
+        "DataLoader over worker counts on one dataset (files read right before every epoch; median "
+        "of --epochs), print a table, optionally plot samples/s against threads/workers.")
+    bench.add_argument("path", metavar="PATH", help="dataset directory")
+    bench.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
+                       help="Loader thread counts (default: 1 .. usable cores)")
+    bench.add_argument("--workers", type=_non_negative_int, nargs="+", metavar="N",
+                       help="DataLoader worker counts (default: 0 .. usable cores)")
+    bench.add_argument("--epochs", type=_positive_int, default=3, help="timed epochs per case (default: 3)")
+    bench.add_argument("--batch-size", type=_positive_int, default=256, help="samples per batch (default: 256)")
+    bench.add_argument("--plot", metavar="FILE", help="write a PNG of samples/s against threads/workers")
+    bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    return bench
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from pydata.diagnose import diagnose
+
+    result = diagnose(args.path, workers=args.workers, batch_size=args.batch_size)
+    print(json.dumps(result.to_json(), indent=1) if args.json else result.format())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from pydata.bench import bench_dataset, plot_bench
+
+    result = bench_dataset(args.path, threads=args.threads, workers=args.workers, epochs=args.epochs,
+                           batch_size=args.batch_size)
+    print(result.format())
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot_bench(result, args.plot)}")
     return 0
 
 
@@ -205,19 +387,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.command == "demo":
+    if args.command == "tour":
         if args.samples < args.batch_size or args.batch_size < 1:
             parser.error("--samples must be at least --batch-size, and --batch-size at least 1")
-        from pydata.demo import run_core_demo
+        from pydata.tour import run_tour
 
-        run_core_demo(samples=args.samples, batch_size=args.batch_size, seed=args.seed)
+        run_tour(samples=args.samples, batch_size=args.batch_size, seed=args.seed)
         return 0
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "train":
+        return _train(args)
     if args.command == "convert":
         return _convert(args)
     if args.command == "inspect":
         return _inspect(args)
     if args.command == "verify":
         return _verify(args)
+    if args.command == "profile":
+        return _profile(args)
+    if args.command == "diagnose":
+        return _diagnose(args)
+    if args.command == "bench":
+        return _bench(args)
     parser.print_help()
     return 2
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,13 +55,43 @@ def dataset(tmp_path: Path, arrays: dict[str, Any], capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize("argv", [
     ["--help"], ["convert", "--help"], ["convert", "npy-files", "--help"],
     ["convert", "npy-arrays", "--help"], ["convert", "images", "--help"],
-    ["inspect", "--help"], ["verify", "--help"],
+    ["inspect", "--help"], ["verify", "--help"], ["demo", "--help"], ["train", "--help"], ["tour", "--help"],
 ])
 def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: pydata")
     assert " ".join(a for a in argv if a != "--help") in out.splitlines()[0]
+
+
+def test_demo_trains_on_generated_images_and_compares_loader_with_model(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--epochs", "3"]) == 0
+    text = capsys.readouterr().out
+    accuracy = re.search(r"validation accuracy ([\d.]+)% after 3 epoch\(s\) \(chance: 10\.0%", text)
+    assert accuracy is not None, text
+    assert float(accuracy.group(1)) > 20.0  # class patterns are learnable: clearly above chance
+    loader = re.search(r"loader alone +([\d,]+) samples/s", text)
+    model = re.search(r"model \(training\) +([\d,]+) samples/s", text)
+    assert loader and model and int(model.group(1).replace(",", "")) > 0
+    assert re.search(r"\(([\d.]+)% of the time waiting for data\)", text)
+    assert "is the bottleneck" in text
+    for name in ("metrics.jsonl", "curves.png"):
+        assert (out / "run" / name).is_file() and f"{out / 'run' / name}\n" in text
+    assert (out / "run" / "config.yaml").is_file()
+    index = pydata.read_index(out / "data")
+    assert index.samples == 640 and index.schema["image"].shape == (3, 16, 16)
+
+
+def test_tour_measures_the_core(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tour", "--samples", "512", "--batch-size", "64"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("pydata tour of the core: 512 smooth float16 latents")
+    for needle in ("pydata gather", "memcpy (ceiling)", "int8+lz4", "RingBuffer try_push+try_pop"):
+        assert needle in text
+    assert main(["tour", "--samples", "8", "--batch-size", "64"]) == 1
+    assert "--samples must be at least --batch-size" in capsys.readouterr().err
 
 
 def test_convert_arrays_inspect_verify(dataset: Path, arrays: dict[str, Any],

@@ -1,4 +1,4 @@
-"""The demo behind ``pydata demo``: a tour of the compiled core on generated latents.
+"""The tour behind ``pydata tour``: the compiled core at work on generated latents.
 
 It writes smooth float16 latents (``pydata.synthetic``) to a file, maps it, and measures what a
 training input pipeline spends its time on: gathering random batches out of the mapping
@@ -21,12 +21,12 @@ from tqdm import tqdm
 from pydata import _core
 from pydata.synthetic import smooth_latents
 
-__all__ = ["DemoReport", "run_core_demo"]
+__all__ = ["TourReport", "run_tour"]
 
 
 @dataclass(frozen=True)
-class DemoReport:
-    """What :func:`run_core_demo` measured. Rates are in GB/s of output unless named."""
+class TourReport:
+    """What :func:`run_tour` measured. Rates are in GB/s of output unless named."""
 
     samples: int
     sample_bytes: int
@@ -46,7 +46,7 @@ def _best_rate(nbytes: int, fn: Callable[[], object], repeats: int) -> float:
     return nbytes / best / 1e9
 
 
-def run_core_demo(samples: int = 8192, batch_size: int = 256, seed: int = 0) -> DemoReport:
+def run_tour(samples: int = 8192, batch_size: int = 256, seed: int = 0) -> TourReport:
     """Runs the tour and prints a report; returns the figures.
 
     Args:
@@ -54,10 +54,10 @@ def run_core_demo(samples: int = 8192, batch_size: int = 256, seed: int = 0) -> 
         batch_size: Rows per gathered batch.
         seed: Seed for the data and the batch order.
     """
-    print(f"pydata core demo: {samples} smooth float16 latents of 4x32x32, batches of {batch_size}")
+    print(f"pydata tour of the core: {samples} smooth float16 latents of 4x32x32, batches of {batch_size}")
     latents = smooth_latents(samples, 4, 32, seed=seed)
     sample_bytes = latents[0].nbytes
-    with tempfile.TemporaryDirectory(prefix="pydata-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pydata-tour-") as tmp:
         path = Path(tmp) / "latents.bin"
         path.write_bytes(latents.tobytes())
         mapped = _core.MappedFile(path)
@@ -97,7 +97,7 @@ def run_core_demo(samples: int = 8192, batch_size: int = 256, seed: int = 0) -> 
 
     codecs = _codec_tour(latents[:batch_size])
     ring_rate = _ring_tour(200_000)
-    report = DemoReport(samples, sample_bytes, gathered, numpy_rate, memcpy_rate, codecs, ring_rate)
+    report = TourReport(samples, sample_bytes, gathered, numpy_rate, memcpy_rate, codecs, ring_rate)
     _print_report(report)
     return report
 
@@ -127,7 +127,7 @@ def _ring_tour(tokens: int) -> float:
     return 2 * tokens / (time.perf_counter() - start)
 
 
-def _print_report(r: DemoReport) -> None:
+def _print_report(r: TourReport) -> None:
     print(f"\nbatch gather from a memory-mapped file (hot, {r.sample_bytes} B rows):")
     print(f"  pydata gather      {r.gather_gbps:6.2f} GB/s  ({r.gather_gbps / r.memcpy_gbps:.0%} of memcpy)")
     print(f"  numpy fancy index  {r.numpy_gbps:6.2f} GB/s")
