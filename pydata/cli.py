@@ -317,7 +317,9 @@ def _add_bench(commands: Any) -> argparse.ArgumentParser:
         "bench", help="epoch throughput of the Loader and the DataLoader on a dataset",
         description="Time shuffled epochs of pydata.Loader over thread counts and of the torch "
         "DataLoader over worker counts on one dataset (files read right before every epoch; median "
-        "of --epochs), print a table, optionally plot samples/s against threads/workers.")
+        "of --epochs), print a table, optionally plot samples/s against threads/workers. "
+        "`pydata bench --peers [options]` runs the side-by-side benchmark against other loaders "
+        "instead (`pydata bench --peers --help`).")
     bench.add_argument("path", metavar="PATH", help="dataset directory")
     bench.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
                        help="Loader thread counts (default: 1 .. usable cores)")
@@ -366,6 +368,14 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pydata`` script; returns the process exit code (0 success, 1 any
     error, 2 no command given)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["bench"] and "--peers" in words:  # a different program, with its own options
+        from pydata.peers import main as peers_main
+
+        try:
+            return peers_main([w for w in words[1:] if w != "--peers"])
+        except SystemExit as exc:  # --help, or a usage error (already printed)
+            return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

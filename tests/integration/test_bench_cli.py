@@ -81,3 +81,10 @@ def test_bad_arguments(dataset: Path, capsys: pytest.CaptureFixture[str], argv: 
 def test_no_case_is_an_error(dataset: Path) -> None:
     with pytest.raises(ValueError, match="need at least one case"):
         bench_dataset(dataset, threads=[], workers=[])
+
+
+def test_bench_peers_hands_over_to_the_peers_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--peers", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pydata bench --peers")
+    assert "--workloads" in out and "--settings" in out
