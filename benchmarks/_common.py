@@ -102,19 +102,6 @@ def measure_interleaved_each(cases: dict[str, Callable[[], object]], repeats: in
     return {name: Timing(times) for name, times in samples.items()}
 
 
-def touch_files(paths: Iterable[Path]) -> int:
-    """Reads every byte of ``paths`` (into one reused buffer), so that their pages are in the
-    page cache right before a timed run; returns the bytes read. This VM pages out file pages
-    that sit idle for ~30 s, so without this a "hot" figure would measure the disk."""
-    buffer = bytearray(1 << 20)
-    total = 0
-    for path in paths:
-        with Path(path).open("rb", buffering=0) as f:
-            while n := f.readinto(buffer):
-                total += n
-    return total
-
-
 def environment() -> dict[str, Any]:
     """Versions and machine facts that a result depends on."""
     import numpy

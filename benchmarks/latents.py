@@ -32,10 +32,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import markdown_table, measure_interleaved_each, touch_files, write_results
+from _common import markdown_table, measure_interleaved_each, write_results
 
 import pydata
 from pydata.models.autoencoder import AutoEncoder
+from pydata.page_cache import touch_files
 from pydata.synthetic import class_images
 
 CODECS = ("raw", "int8", "int8+lz4", "fp8+lz4")

@@ -49,11 +49,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import markdown_table, measure_interleaved_each, touch_files, write_results
+from _common import markdown_table, measure_interleaved_each, write_results
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import pydata
+from pydata.page_cache import touch_files
 from pydata.synthetic import class_images, smooth_latents
 
 BATCH = 256

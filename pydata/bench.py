@@ -25,8 +25,9 @@ from typing import Any
 from pydata.datasets.mmap import MemoryMappedDataset
 from pydata.loader.dataloader import create_dataloader
 from pydata.loader.loader import Loader
+from pydata.page_cache import touch_files
 
-__all__ = ["BenchPoint", "BenchResult", "bench_dataset", "plot_bench", "touch_files"]
+__all__ = ["BenchPoint", "BenchResult", "bench_dataset", "plot_bench"]
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,6 @@ class BenchResult:
             lines.append(f"{p.loader:<11} {p.parallelism:<16} {p.samples_per_s:<11,.0f} "
                          f"{p.nbytes / median / 1e6:<8,.1f} {median:.3f}{mark}")
         return "\n".join(lines)
-
-
-def touch_files(paths: Sequence[Path]) -> int:
-    """Reads every byte of ``paths`` (into one reused buffer) so their pages are in the page
-    cache; returns the bytes read."""
-    buffer = bytearray(1 << 20)
-    total = 0
-    for path in paths:
-        with Path(path).open("rb", buffering=0) as f:
-            while n := f.readinto(buffer):
-                total += n
-    return total
 
 
 def bench_dataset(path: str | os.PathLike[str], *, threads: Sequence[int] | None = None,

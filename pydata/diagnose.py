@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from pydata._core import MappedFile, quantization_error
+from pydata._core import quantization_error
 from pydata.datasets.mmap import MemoryMappedDataset
 from pydata.format.index import read_index
 from pydata.loader.dataloader import create_dataloader
 from pydata.metrics import ProcessMemory, child_pids, meminfo, process_memory
+from pydata.page_cache import resident_bytes
 
 __all__ = ["Diagnosis", "Recommendation", "WorkerMemory", "diagnose"]
 
@@ -168,13 +169,13 @@ def diagnose(path: str | os.PathLike[str], *, workers: int = 2, batch_size: int 
     index = read_index(path)
     shards = [Path(path) / s.file for s in index.shards]
     system = meminfo()
-    before = _resident(shards)  # before opening the dataset: reading its headers triggers readahead
+    before = resident_bytes(shards)  # before opening the dataset: reading its headers triggers readahead
     dataset = MemoryMappedDataset(path)
     run = _measure_epoch(dataset, workers, batch_size, max_batches, interval)
     naive = dataset.index.nbytes * workers
     diagnosis = Diagnosis(
         path=str(path), samples=len(dataset), disk_bytes=dataset.index.nbytes, resident_before=before,
-        resident_after=_resident(shards), memory_total=system.get("MemTotal", 0),
+        resident_after=resident_bytes(shards), memory_total=system.get("MemTotal", 0),
         memory_available=system.get("MemAvailable", 0), cores=_cores(), workers=workers,
         batch_size=batch_size, batch_bytes=run.batch_bytes, epoch_samples=run.samples,
         epoch_seconds=run.seconds, parent=process_memory(), worker_memory=run.memory(),
@@ -185,11 +186,6 @@ def diagnose(path: str | os.PathLike[str], *, workers: int = 2, batch_size: int 
 def _cores() -> int:
     getaffinity = getattr(os, "sched_getaffinity", None)
     return len(getaffinity(0)) if getaffinity is not None else (os.cpu_count() or 1)
-
-
-def _resident(shards: list[Path]) -> int:
-    """Bytes of ``shards`` in the page cache, through fresh maps (mincore touches no page)."""
-    return sum(MappedFile(shard).resident_bytes() for shard in shards)
 
 
 class _EpochRun:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pydata.peers.measure import touch_files
+from pydata.page_cache import touch_files
 from pydata.peers.workloads import Source
 
 __all__ = ["run"]

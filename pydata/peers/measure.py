@@ -16,47 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydata._core import MappedFile
 
-__all__ = ["CpuSnapshot", "MemoryMonitor", "cpu_snapshot", "drop_files", "resident_bytes",
-           "touch_files"]
+__all__ = ["CpuSnapshot", "MemoryMonitor", "cpu_snapshot"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def touch_files(paths: Iterable[Path]) -> int:
-    """Reads every byte of ``paths`` (into one reused buffer) so that their pages are in the page
-    cache right before an epoch; returns the bytes read. This kind of VM pages out file pages
-    idle for ~30 s, so without it a "hot" epoch would measure the disk."""
-    buffer = bytearray(1 << 20)
-    total = 0
-    for path in paths:
-        with Path(path).open("rb", buffering=0) as f:
-            while n := f.readinto(buffer):
-                total += n
-    return total
-
-
-def drop_files(paths: Iterable[Path]) -> None:
-    """Drops the pages of ``paths`` from the page cache (``posix_fadvise(POSIX_FADV_DONTNEED)``;
-    no root needed). Pages that a process still maps stay: callers close their maps first."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
-
-
-def resident_bytes(paths: Iterable[Path]) -> int:
-    """Bytes of ``paths`` in the page cache now (``mincore`` through a fresh map of each)."""
-    total = 0
-    for path in paths:
-        if Path(path).stat().st_size:
-            mapped = MappedFile(str(path))
-            total += mapped.resident_bytes()
-            del mapped
-    return total
 
 
 def _children(pid: int) -> list[int]:

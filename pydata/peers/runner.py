@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from pydata.peers.measure import MemoryMonitor, cpu_snapshot, drop_files, resident_bytes, touch_files
+from pydata.page_cache import drop_files, resident_bytes, touch_files
+from pydata.peers.measure import MemoryMonitor, cpu_snapshot
 from pydata.peers.systems.base import Reader, RunContext, System, load_system
 from pydata.peers.workloads import U64, Source, batch_fingerprints, compare
 
