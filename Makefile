@@ -34,8 +34,9 @@ venv: system
 install: venv
 	$(PIP) install -q -c constraints.txt .
 
+# The dali extra too: the DALI adapter's tests run CPU-only pipelines.
 install-test: venv
-	$(PIP) install -q -c constraints.txt ".[test]"
+	$(PIP) install -q -c constraints.txt ".[test,dali]"
 
 # Developer inner loop: build _core into BUILD and stage an importable package there, without
 # touching the installed one. Use: make stage BUILD=build/dev && PYTHONPATH=build/dev/stage pytest

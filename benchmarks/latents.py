@@ -155,7 +155,8 @@ def main() -> None:
         results = measure(caches, args.repeats)
     print()
     print(f"{args.samples} latents of {list(caches['raw'].stats.shape)} from {args.size}x{args.size} images; "
-          f"median of {args.repeats} interleaved rounds; shared machine, figures are noisy")
+          f"median of {args.repeats} interleaved rounds (the order rotating, so that load from other "
+          "processes spreads over every case)")
     print()
     print(tables(results))
     path = write_results("latents", {"settings": vars(args), "autoencoder": training, "codecs": results})
