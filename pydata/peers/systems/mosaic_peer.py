@@ -27,7 +27,7 @@ __all__ = ["MosaicStreaming"]
 
 STAND_IN = ("mosaicml-streaming imports torchvision at import time and the installed torchvision does not "
             "load against this torch: a minimal stand-in module (torchvision.datasets.VisionDataset, "
-            "torchvision.transforms.functional.to_tensor, never called) was used")
+            "torchvision.transforms.functional.to_tensor) was used")
 _STAND_IN_USED = False
 
 
@@ -35,9 +35,13 @@ def _stand_in_torchvision() -> None:
     """Registers a ``torchvision`` with only the two names mosaicml-streaming imports."""
     from torch.utils.data import Dataset
 
-    def to_tensor(pic: Any) -> Any:
-        msg = "torchvision stand-in: to_tensor is not available"
-        raise NotImplementedError(msg)
+    def to_tensor(pic: Any) -> Any:  # torchvision's: HxWxC uint8 -> CxHxW float in [0, 1]
+        import numpy as np
+        import torch
+
+        array = np.asarray(pic)
+        tensor = torch.from_numpy(array.reshape(*array.shape[:2], -1).transpose(2, 0, 1).copy())
+        return tensor.float().div_(255) if array.dtype == np.uint8 else tensor.float()
 
     for name in [m for m in sys.modules if m == "torchvision" or m.startswith(("torchvision.", "streaming"))]:
         del sys.modules[name]
