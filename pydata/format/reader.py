@@ -201,14 +201,15 @@ def split_rows(field: Field, offsets: npt.NDArray[np.uint64], payload: npt.NDArr
         CorruptDataError: A damaged codec blob or a str row that is not UTF-8 (named by ``where``).
     """
     bounds = offsets.tolist()
-    data = b"" if field.kind == "tensor" else payload.tobytes()
+    kind = field.kind  # a property: read once, not per row
+    data = b"" if kind == "tensor" else payload.tobytes()
     rows: list[Any] = []
     for i, (a, b) in enumerate(zip(bounds, bounds[1:])):
         try:
-            if field.kind == "tensor":
+            if kind == "tensor":
                 rows.append(decode(payload[a:b]))
             else:
-                rows.append(data[a:b].decode("utf-8") if field.kind == "str" else data[a:b])
+                rows.append(data[a:b].decode("utf-8") if kind == "str" else data[a:b])
         except (CorruptDataError, UnicodeDecodeError) as exc:
             if where is None and isinstance(exc, CorruptDataError):
                 raise
