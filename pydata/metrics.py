@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ProcessMemory", "child_pids", "meminfo", "process_memory"]
+__all__ = ["ProcessMemory", "child_pids", "descendant_pids", "meminfo", "process_memory"]
 
 _KIB = 1024
+# Kernels built with CONFIG_PROC_CHILDREN list each thread's children; the others are scanned.
+_CHILDREN_FILES = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists()
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ProcessMemory:
             parent's pages. Memory the kernel cannot drop; a per-worker copy of the data would
             land here.
         anonymous: Anonymous pages mapped (private or shared with the parent after fork).
+        peak_rss: The most ``rss`` the process ever had: the kernel's own high-water mark
+            (``VmHWM`` in ``/proc/PID/status``), which no sampling can miss.
     """
 
     pid: int
@@ -43,6 +47,7 @@ class ProcessMemory:
     private_clean: int
     private_dirty: int
     anonymous: int
+    peak_rss: int
 
     @property
     def uss(self) -> int:
@@ -82,6 +87,7 @@ def process_memory(pid: int | None = None) -> ProcessMemory:
     path = Path(f"/proc/{pid}/smaps_rollup")
     try:
         table = _read_kib_table(path, skip=1)  # the first line names the address range
+        status = _read_kib_table(Path(f"/proc/{pid}/status"))
     except FileNotFoundError as exc:
         if Path("/proc/self/smaps_rollup").exists():
             msg = f"process {pid} does not exist"
@@ -91,13 +97,19 @@ def process_memory(pid: int | None = None) -> ProcessMemory:
     return ProcessMemory(pid=pid, rss=table.get("Rss", 0), pss=table.get("Pss", 0),
                          private_clean=table.get("Private_Clean", 0),
                          private_dirty=table.get("Private_Dirty", 0),
-                         anonymous=table.get("Anonymous", 0))
+                         anonymous=table.get("Anonymous", 0), peak_rss=status.get("VmHWM", 0))
 
 
 def child_pids(pid: int | None = None) -> list[int]:
-    """The live child processes of ``pid`` (default: this one), sorted, found by scanning
-    ``/proc/*/stat``: it works on kernels without ``/proc/PID/task/TID/children``."""
+    """The live child processes of ``pid`` (default: this one), sorted: from
+    ``/proc/PID/task/TID/children``, or, on kernels without it, by scanning ``/proc/*/stat``."""
     parent = os.getpid() if pid is None else pid
+    if _CHILDREN_FILES:
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+            return sorted({int(k) for t in tasks for k in (t / "children").read_text().split()})
+        except (FileNotFoundError, ProcessLookupError):  # the process (or a thread) is gone
+            return []
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -111,6 +123,17 @@ def child_pids(pid: int | None = None) -> list[int]:
         if len(fields) > 1 and int(fields[1]) == parent:
             children.append(int(entry.name))
     return sorted(children)
+
+
+def descendant_pids(pid: int | None = None) -> list[int]:
+    """Every live descendant of ``pid`` (default: this one): children, their children, ..."""
+    found: list[int] = []
+    pending = [os.getpid() if pid is None else pid]
+    while pending:
+        kids = child_pids(pending.pop())
+        found += kids
+        pending += kids
+    return found
 
 
 def meminfo() -> dict[str, int]:

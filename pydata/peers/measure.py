@@ -1,8 +1,8 @@
-"""What one benchmark run measures about its own process tree, and how it sets the page cache.
+"""What one benchmark run measures about its own process tree: CPU seconds and memory peaks.
 
 Everything reads ``/proc`` directly (Linux only, like ``posix_fadvise``), so the harness needs no
-extra dependency: CPU seconds from ``/proc/<pid>/stat``, RSS and its peak (``VmHWM``) from
-``/proc/<pid>/status``, USS (private pages) from ``/proc/<pid>/smaps_rollup``. The trade-off: a
+extra dependency: CPU seconds from ``/proc/<pid>/stat`` here, memory (peak RSS from ``VmHWM``,
+USS from ``smaps_rollup``) and the process tree through :mod:`pydata.metrics`. The trade-off: a
 sampling thread sees worker memory only at its sampling instants, so a worker's USS peak can be
 missed between samples; its RSS peak cannot (the kernel keeps ``VmHWM``).
 """
@@ -12,30 +12,14 @@ from __future__ import annotations
 import os
 import resource
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydata.metrics import ProcessMemory, descendant_pids, process_memory
 
 __all__ = ["CpuSnapshot", "MemoryMonitor", "cpu_snapshot"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    """Every live descendant of ``pid``."""
-    found: list[int] = []
-    pending = [pid]
-    while pending:
-        parent = pending.pop()
-        try:
-            tasks = Path(f"/proc/{parent}/task").iterdir()
-            kids = {int(k) for t in tasks for k in (t / "children").read_text().split()}
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        found += sorted(kids)
-        pending += sorted(kids)
-    return found
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -46,17 +30,11 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
 
 
-def _memory(pid: int) -> tuple[int, int, int] | None:
-    """(RSS, peak RSS, USS) of ``pid`` in bytes, or None if it is gone."""
+def _memory(pid: int) -> ProcessMemory | None:
     try:
-        status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-    except (FileNotFoundError, ProcessLookupError):
+        return process_memory(pid)
+    except (ProcessLookupError, FileNotFoundError):  # exited between listing and reading
         return None
-    kib = {line.split(":")[0]: int(line.split()[1]) for line in status + rollup
-           if line.split(":")[0] in ("VmRSS", "VmHWM", "Private_Clean", "Private_Dirty")}
-    uss = kib.get("Private_Clean", 0) + kib.get("Private_Dirty", 0)
-    return kib.get("VmRSS", 0) << 10, kib.get("VmHWM", 0) << 10, uss << 10
 
 
 @dataclass(frozen=True)
@@ -76,7 +54,7 @@ class CpuSnapshot:
 def cpu_snapshot() -> CpuSnapshot:
     """The CPU seconds used so far by this process and its worker processes."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    live = {pid: s for pid in _children(os.getpid()) if (s := _cpu_seconds(pid)) is not None}
+    live = {pid: s for pid in descendant_pids() if (s := _cpu_seconds(pid)) is not None}
     return CpuSnapshot(me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime, live)
 
 
@@ -120,14 +98,13 @@ class MemoryMonitor:
 
     def sample(self) -> None:
         """Takes one sample now."""
-        main = _memory(os.getpid())
-        if main is not None:
-            self.peaks.main_rss = max(self.peaks.main_rss, main[1])
-            self.peaks.main_uss = max(self.peaks.main_uss, main[2])
-        workers = [(pid, m) for pid in _children(os.getpid()) if (m := _memory(pid)) is not None]
-        self.peaks.workers.update(pid for pid, _ in workers)
-        self.peaks.workers_rss = max(self.peaks.workers_rss, sum(m[1] for _, m in workers))
-        self.peaks.workers_uss = max(self.peaks.workers_uss, sum(m[2] for _, m in workers))
+        main = process_memory()
+        self.peaks.main_rss = max(self.peaks.main_rss, main.peak_rss)
+        self.peaks.main_uss = max(self.peaks.main_uss, main.uss)
+        workers = [m for pid in descendant_pids() if (m := _memory(pid)) is not None]
+        self.peaks.workers.update(m.pid for m in workers)
+        self.peaks.workers_rss = max(self.peaks.workers_rss, sum(m.peak_rss for m in workers))
+        self.peaks.workers_uss = max(self.peaks.workers_uss, sum(m.uss for m in workers))
 
     def summary(self) -> dict[str, float]:
         """The peaks in MB (10^6 bytes), and how many worker processes were seen."""
