@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import statistics
 import tempfile
@@ -46,6 +45,7 @@ from _common import markdown_table, write_results
 
 import pydata
 from pydata.datasets.remote import fetch_index
+from pydata.peers.s3 import local_aws_environment
 from pydata.synthetic import class_images
 
 BATCH = 256
@@ -53,14 +53,6 @@ SAMPLE_BYTES = 3 * 64 * 64 + 8  # 12,296: an image and a label
 CREDENTIALS = {"key": "testing", "secret": "testing"}
 REGION = "us-east-1"
 BUCKET = "pydata-bench"
-# Anything that could send boto/aiohttp traffic elsewhere (proxies, profiles, endpoint
-# overrides, instance metadata lookups) is removed or neutralised while the server runs.
-UNSET_ENV = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
-             "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ROLE_ARN",
-             "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CA_BUNDLE")
-
 COLD, WARM = "StreamingDataset, cold cache", "StreamingDataset, warm cache"
 BASE = "baseline: s3fs get, then MemoryMappedDataset + Loader"
 BASE_EPOCH = "baseline: its epoch alone, files local"
@@ -129,39 +121,29 @@ def s3_server(scratch: Path) -> Iterator[tuple[dict[str, Any], Any]]:
     served-bytes counter. The environment is restored and the server stopped after."""
     import multiprocessing
 
-    saved = dict(os.environ)
-    for name in UNSET_ENV:
-        os.environ.pop(name, None)
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": CREDENTIALS["key"], "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret"],
-        "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": str(scratch / "missing" / "config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "missing" / "credentials"),
-        "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost"})
     ctx = multiprocessing.get_context("spawn")
     ready, stop, total = ctx.Queue(), ctx.Event(), ctx.Value("q", 0)
     process = ctx.Process(target=_serve, args=(ready, stop, total), name="moto-s3", daemon=True)
-    try:
-        process.start()
-        host, port, counting = ready.get(timeout=60)
-        assert host == "127.0.0.1", host
-        if not counting:
-            print("moto's WSGI app not found: MB downloaded will read 0")
+    with local_aws_environment(scratch):
         try:
-            yield {**CREDENTIALS, "client_kwargs": {"endpoint_url": f"http://{host}:{port}",
-                                                    "region_name": REGION}}, total
-        finally:
-            import s3fs
+            process.start()
+            host, port, counting = ready.get(timeout=60)
+            assert host == "127.0.0.1", host
+            if not counting:
+                print("moto's WSGI app not found: MB downloaded will read 0")
+            try:
+                yield {**CREDENTIALS, "client_kwargs": {"endpoint_url": f"http://{host}:{port}",
+                                                        "region_name": REGION}}, total
+            finally:
+                import s3fs
 
-            s3fs.S3FileSystem.clear_instance_cache()  # their sessions close before the server
-    finally:
-        stop.set()
-        process.join(30)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-        os.environ.clear()
-        os.environ.update(saved)
+                s3fs.S3FileSystem.clear_instance_cache()  # their sessions close before the server
+        finally:
+            stop.set()
+            process.join(30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
 
 
 def make_dataset(root: Path, count: int, shard_bytes: int, seed: int) -> tuple[Path, int]:

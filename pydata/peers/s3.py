@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUCKET", "s3_server", "upload"]
+__all__ = ["BUCKET", "local_aws_environment", "s3_server", "upload"]
 
 BUCKET = "pydata-peers"
 _CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -28,6 +28,26 @@ _UNSET = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
           "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_ROLE_ARN",
           "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
           "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CA_BUNDLE")
+
+
+@contextmanager
+def local_aws_environment(scratch: Path) -> Iterator[None]:
+    """An environment in which AWS clients talk only to a local server: proxies, profiles,
+    endpoint overrides and instance-metadata lookups removed, dummy credentials, config files
+    that do not exist (under ``scratch``), ``NO_PROXY`` for loopback. Restored afterwards."""
+    saved = dict(os.environ)
+    for name in _UNSET:
+        os.environ.pop(name, None)
+    os.environ.update({**_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_CONFIG_FILE": str(scratch / "missing" / "config"),
+                       "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "missing" / "credentials"),
+                       "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
+                       "no_proxy": "127.0.0.1,localhost"})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _boto3() -> Any:
@@ -74,33 +94,25 @@ def s3_server(scratch: Path) -> Iterator[str]:
     boto3 = _boto3()
     import moto.server  # noqa: F401  (fail here, with the package's name, not in the child)
 
-    saved = dict(os.environ)
-    for name in _UNSET:
-        os.environ.pop(name, None)
     ctx = multiprocessing.get_context("spawn")
     ready, stop = ctx.Queue(), ctx.Event()
     process = ctx.Process(target=_serve, args=(ready, stop), name="peers-s3", daemon=True)
-    try:
-        process.start()
-        host, port = ready.get(timeout=120)
-        endpoint = f"http://{host}:{port}"
-        os.environ.update({**_CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1",
-                           "AWS_CONFIG_FILE": str(scratch / "missing" / "config"),
-                           "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "missing" / "credentials"),
-                           "AWS_EC2_METADATA_DISABLED": "true", "NO_PROXY": "127.0.0.1,localhost",
-                           "no_proxy": "127.0.0.1,localhost", "S3_ENDPOINT_URL": endpoint})
-        client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        client.close()
-        yield endpoint
-    finally:
-        stop.set()
-        process.join(30)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-        os.environ.clear()
-        os.environ.update(saved)
+    with local_aws_environment(scratch):
+        try:
+            process.start()
+            host, port = ready.get(timeout=120)
+            endpoint = f"http://{host}:{port}"
+            os.environ["S3_ENDPOINT_URL"] = endpoint
+            client = boto3.session.Session().client("s3", endpoint_url=endpoint, region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            client.close()
+            yield endpoint
+        finally:
+            stop.set()
+            process.join(30)
+            if process.is_alive():
+                process.terminate()
+                process.join()
 
 
 def upload(local: Path, endpoint: str, prefix: str) -> str:
