@@ -156,6 +156,25 @@ def default_schema() -> dict[str, Any]:
 
 
 @pytest.fixture
+def cli_fails(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    """Runs the ``pydata`` CLI on ``argv``, expects status 1 and a single error line that
+    contains every one of ``needles``; returns that line."""
+    from pydata.cli import main
+
+    def run(argv: list[str], *needles: str) -> str:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("pydata: error: ")
+        for needle in needles:
+            assert needle in lines[0], lines[0]
+        return lines[0]
+
+    return run
+
+
+@pytest.fixture
 def make_dataset(tmp_path: Any) -> Callable[..., SyntheticDataset]:
     """A factory of small datasets under ``tmp_path``:
     ``make_dataset(n, fields=schema, shard_bytes=..., name=..., seed=..., batched=False, **writer_kwargs)``.

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,18 +19,6 @@ import pydata
 from pydata.cli import main
 
 pytestmark = pytest.mark.integration
-
-
-def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> str:
-    """Runs the CLI, expects status 1 and a single error line that contains ``needles``."""
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pydata: error: ")
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -148,30 +137,30 @@ def test_convert_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_an_existing_dataset_needs_overwrite(dataset: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+                                             cli_fails: Callable[..., str]) -> None:
     argv = ["convert", "npy-arrays", str(dataset), f"label={tmp_path / 'label.npy'}"]
-    _fails(capsys, argv, "already holds a dataset", "--overwrite")
+    cli_fails(argv, "already holds a dataset", "--overwrite")
     assert main([*argv, "--overwrite"]) == 0
     assert list(pydata.read_index(dataset).schema) == ["label"]
 
 
-def test_a_missing_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_missing_path_is_one_line(tmp_path: Path, cli_fails: Callable[..., str]) -> None:
     missing = str(tmp_path / "nothing")
-    _fails(capsys, ["inspect", missing], missing)
-    _fails(capsys, ["verify", missing], missing)
-    _fails(capsys, ["convert", "npy-files", missing, str(tmp_path / "ds")], missing)
-    _fails(capsys, ["convert", "npy-arrays", str(tmp_path / "ds"), f"x={missing}.npy"], "nothing.npy", "field 'x'")
-    _fails(capsys, ["convert", "images", missing, str(tmp_path / "ds")], missing)
+    cli_fails(["inspect", missing], missing)
+    cli_fails(["verify", missing], missing)
+    cli_fails(["convert", "npy-files", missing, str(tmp_path / "ds")], missing)
+    cli_fails(["convert", "npy-arrays", str(tmp_path / "ds"), f"x={missing}.npy"], "nothing.npy", "field 'x'")
+    cli_fails(["convert", "images", missing, str(tmp_path / "ds")], missing)
 
 
-def test_verify_names_the_damaged_shard(dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_verify_names_the_damaged_shard(dataset: Path, cli_fails: Callable[..., str]) -> None:
     shard = dataset / pydata.read_index(dataset).shards[1].file
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # a payload byte: only the whole-file checksum can see it
     shard.write_bytes(bytes(data))
-    _fails(capsys, ["verify", str(dataset)], "1 of", shard.name, "checksum mismatch")
+    cli_fails(["verify", str(dataset)], "1 of", shard.name, "checksum mismatch")
     shard.unlink()
-    _fails(capsys, ["verify", str(dataset)], shard.name, "missing")
+    cli_fails(["verify", str(dataset)], shard.name, "missing")
 
 
 @pytest.mark.parametrize(("argv", "needle"), [
@@ -185,16 +174,16 @@ def test_verify_names_the_damaged_shard(dataset: Path, capsys: pytest.CaptureFix
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["inspect"], "the following arguments are required: PATH"),
 ])
-def test_wrong_arguments(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
-    _fails(capsys, argv, needle)
+def test_wrong_arguments(argv: list[str], needle: str, cli_fails: Callable[..., str]) -> None:
+    cli_fails(argv, needle)
 
 
 def test_a_bad_codec_is_one_line(tmp_path: Path, arrays: dict[str, Any],
-                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                 cli_fails: Callable[..., str]) -> None:
     argv = ["convert", "npy-arrays", str(tmp_path / "ds"), f"label={tmp_path / 'label.npy'}"]
-    _fails(capsys, [*argv, "--codec", "label=zip"], "unknown codec 'zip'")
-    _fails(capsys, [*argv, "--codec", "label=int8"], "field 'label'", "quantises floats")
-    _fails(capsys, [*argv, "--codec", "image=lz4"], "unknown field(s) ['image']")
+    cli_fails([*argv, "--codec", "label=zip"], "unknown codec 'zip'")
+    cli_fails([*argv, "--codec", "label=int8"], "field 'label'", "quantises floats")
+    cli_fails([*argv, "--codec", "image=lz4"], "unknown field(s) ['image']")
 
 
 def _script() -> list[str]:

@@ -8,6 +8,7 @@ import json
 import pickle
 import tarfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,17 +22,6 @@ from pydata.models import ResNet
 pytestmark = pytest.mark.integration
 
 CLASSES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def _fails(capsys: pytest.CaptureFixture[str], argv: list[str], *needles: str) -> None:
-    """Runs the CLI, expects status 1 and a single error line that contains ``needles``."""
-    assert main(argv) == 1
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pydata: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("argv", [["profile", "--help"], ["convert", "cifar10", "--help"]])
@@ -85,13 +75,13 @@ def test_profile_autoencoder_uses_its_options(tmp_path: Path,
     (["--device", "tpu9"], "tpu9"),
 ])
 def test_profile_errors_are_one_line(argv: list[str], needle: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    _fails(capsys, ["profile", "--repeats", "1", "--warmup", "0", *argv], needle)
+                                     cli_fails: Callable[..., str]) -> None:
+    cli_fails(["profile", "--repeats", "1", "--warmup", "0", *argv], needle)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the message of a machine without CUDA")
-def test_profile_on_a_missing_gpu_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    _fails(capsys, ["profile", "--device", "cuda"], "--device cuda: no CUDA device is available")
+def test_profile_on_a_missing_gpu_says_so(cli_fails: Callable[..., str]) -> None:
+    cli_fails(["profile", "--device", "cuda"], "--device cuda: no CUDA device is available")
 
 
 # -- convert cifar10 -----------------------------------------------------------------------------
@@ -116,7 +106,8 @@ def _cifar_archive(path: Path, rows: int = 10, skip: str = "") -> dict[str, Any]
 
 
 def test_convert_cifar10_writes_train_and_test(tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+                                               capsys: pytest.CaptureFixture[str],
+                                               cli_fails: Callable[..., str]) -> None:
     archive = tmp_path / "cifar-10-python.tar.gz"
     batches = _cifar_archive(archive)
     out = tmp_path / "cifar"
@@ -134,19 +125,19 @@ def test_convert_cifar10_writes_train_and_test(tmp_path: Path,
     assert main(["verify", str(out / "train")]) == 0
 
     argv = ["convert", "cifar10", str(archive), str(out)]
-    _fails(capsys, argv, "already holds a dataset", "--overwrite")
+    cli_fails(argv, "already holds a dataset", "--overwrite")
     assert main([*argv, "--overwrite", "--workers", "2"]) == 0
 
 
 def test_convert_cifar10_errors_name_the_archive(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+                                                 cli_fails: Callable[..., str]) -> None:
     archive = tmp_path / "partial.tar.gz"
     _cifar_archive(archive, skip="data_batch_4")
-    _fails(capsys, ["convert", "cifar10", str(archive), str(tmp_path / "out")],
+    cli_fails(["convert", "cifar10", str(archive), str(tmp_path / "out")],
            "partial.tar.gz' is incomplete: no member 'cifar-10-batches-py/data_batch_4'")
     missing = str(tmp_path / "nowhere.tar.gz")
-    _fails(capsys, ["convert", "cifar10", missing, str(tmp_path / "out")], missing,
+    cli_fails(["convert", "cifar10", missing, str(tmp_path / "out")], missing,
            "does not exist")
-    _fails(capsys, ["convert", "cifar10", str(archive)],
+    cli_fails(["convert", "cifar10", str(archive)],
            "the following arguments are required: OUT")
     assert not (tmp_path / "out").exists()
