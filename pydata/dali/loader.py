@@ -22,6 +22,7 @@ from nvidia.dali.plugin.pytorch import DALIGenericIterator
 from pydata.dali.pipeline import Device, Normalize, check_device, create_pipeline, output_fields
 from pydata.datasets import order as orders
 from pydata.format.schema import Field
+from pydata.loader.loader import Loader
 
 __all__ = ["DALILoader"]
 
@@ -47,10 +48,9 @@ class DALILoader:
         ...     train_step(batch["image"], batch["label"])
     """
 
-    EPOCH_KEY = "epoch"
-    CONSUMED_KEY = "consumed"
-    SEED_KEY = "seed"
-    SAMPLES_KEY = "num_samples"
+    # The Loader's own keys: a state moves between the two loaders.
+    EPOCH_KEY, CONSUMED_KEY = Loader.EPOCH_KEY, Loader.CONSUMED_KEY
+    SEED_KEY, SAMPLES_KEY = Loader.SEED_KEY, Loader.SAMPLES_KEY
 
     def __init__(self, dataset: Any, batch_size: int, shuffle: bool = True, seed: int = 0,
                  drop_last: bool = False, fields: Sequence[str] | None = None, *,
