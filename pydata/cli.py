@@ -320,7 +320,10 @@ def _add_bench(commands: Any) -> argparse.ArgumentParser:
         "of --epochs), print a table, optionally plot samples/s against threads/workers. "
         "`pydata bench --peers [options]` runs the side-by-side benchmark against other loaders "
         "instead (`pydata bench --peers --help`).")
-    bench.add_argument("path", metavar="PATH", help="dataset directory")
+    bench.add_argument("path", metavar="PATH", nargs="?", help="dataset directory")
+    bench.add_argument("--peers", nargs=argparse.REMAINDER, metavar="...",
+                       help="run the peers benchmark instead, with the options that follow "
+                       "(`pydata bench --peers --help`)")
     bench.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
                        help="Loader thread counts (default: 1 .. usable cores)")
     bench.add_argument("--workers", type=_non_negative_int, nargs="+", metavar="N",
@@ -340,7 +343,13 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.peers is not None:  # a program of its own, with its own options
+        from pydata.peers import main as peers_main
+
+        return peers_main(args.peers)
+    if args.path is None:
+        parser.error("bench: PATH is required (or --peers)")
     from pydata.bench import bench_dataset, plot_bench
 
     result = bench_dataset(args.path, threads=args.threads, workers=args.workers, epochs=args.epochs,
@@ -368,14 +377,6 @@ def _error_text(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pydata`` script; returns the process exit code (0 success, 1 any
     error, 2 no command given)."""
-    words = list(sys.argv[1:] if argv is None else argv)
-    if words[:1] == ["bench"] and "--peers" in words:  # a different program, with its own options
-        from pydata.peers import main as peers_main
-
-        try:
-            return peers_main([w for w in words[1:] if w != "--peers"])
-        except SystemExit as exc:  # --help, or a usage error (already printed)
-            return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
@@ -419,7 +420,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "diagnose":
         return _diagnose(args)
     if args.command == "bench":
-        return _bench(args)
+        return _bench(args, parser)
     parser.print_help()
     return 2
 
