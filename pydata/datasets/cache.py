@@ -41,9 +41,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from pydata._core import checksum
-from pydata.datasets.download import CHUNK_BYTES, PartPool, download
-from pydata.datasets.remote import RetryPolicy, open_filesystem
+from pydata.datasets.download import PartPool, download, file_crc32c
+from pydata.datasets.remote import RetryPolicy
+from pydata.datasets.store import S3ClientKind, open_store
 from pydata.errors import ClosedError, WaitTimeoutError
 from pydata.format.index import DatasetIndex
 
@@ -52,7 +52,7 @@ __all__ = ["ShardCache", "default_cache_dir"]
 _SLICE = 0.1  # the longest single sleep while waiting for room
 _LOCK_POLL = 0.02  # ... for a lock: a shard downloaded elsewhere is used within this of its arrival
 _CONFIG = ("remote", "local", "index", "cache_limit", "storage_options", "retry", "prefetch_threads",
-           "connections", "wait_timeout")
+           "connections", "wait_timeout", "s3_client")
 
 
 def default_cache_dir(remote: str) -> Path:
@@ -103,7 +103,7 @@ class ShardCache:
         local: The cache directory; None: :func:`default_cache_dir` of ``remote``.
         index: The dataset's index (:func:`pydata.datasets.remote.fetch_index`).
         cache_limit: Most bytes of this dataset's shards to keep (None: no limit).
-        storage_options: Passed to fsspec.
+        storage_options: Passed to fsspec (or mapped onto botocore's client, see ``s3_client``).
         retry: Retry policy for downloads.
         prefetch_threads: Shards that :meth:`prefetch` downloads at once in the background (0:
             none).
@@ -113,6 +113,8 @@ class ShardCache:
             (:class:`pydata.datasets.download.PartPool`).
         wait_timeout: Seconds to wait for other processes to release shards when the limit
             leaves no room, before :class:`pydata.WaitTimeoutError`.
+        s3_client: How ``s3://`` is read (:data:`pydata.datasets.store.S3ClientKind`): by default
+            botocore's client, unless a storage option needs s3fs.
 
     Thread-safe. Pickles by its configuration (no threads, locks or holds), so DataLoader workers
     can carry it; :meth:`stats` are per process.
@@ -121,7 +123,8 @@ class ShardCache:
     def __init__(self, remote: str, local: str | os.PathLike[str] | None, index: DatasetIndex, *,
                  cache_limit: int | None = None, storage_options: Mapping[str, Any] | None = None,
                  retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
-                 prefetch_threads: int = 2, connections: int = 4, wait_timeout: float = 600.0) -> None:
+                 prefetch_threads: int = 2, connections: int = 4, wait_timeout: float = 600.0,
+                 s3_client: S3ClientKind = "auto") -> None:
         if ((cache_limit is not None and cache_limit <= 0) or prefetch_threads < 0 or wait_timeout < 0
                 or connections < 1):
             msg = (f"cache_limit ({cache_limit}) must be positive or None, prefetch_threads "
@@ -137,11 +140,13 @@ class ShardCache:
         self.prefetch_threads = prefetch_threads
         self.connections = connections
         self.wait_timeout = wait_timeout
+        self.s3_client = s3_client
         self._start()
 
     def _start(self) -> None:
         self._pid = os.getpid()
-        self._fs, root = open_filesystem(self.remote, self.storage_options)
+        self.store, root = open_store(self.remote, self.storage_options, s3_client=self.s3_client,
+                                       connections=self.connections)
         self._root = root.rstrip("/")
         (self.local / ".locks").mkdir(parents=True, exist_ok=True)
         self._by_file = {s.file: i for i, s in enumerate(self.index.shards)}
@@ -214,11 +219,9 @@ class ShardCache:
         with self._mutex:
             if i in self._verified:
                 return True
-        crc, buf = 0, bytearray(CHUNK_BYTES)
         try:
             with open(self.path(i), "rb", buffering=0) as f:
-                while n := f.readinto(buf) or 0:
-                    crc = checksum(memoryview(buf)[:n], crc)
+                crc = file_crc32c(f.fileno())
         except FileNotFoundError:  # evicted since the stat
             return False
         if crc == self.index.shards[i].crc32c:
@@ -282,7 +285,7 @@ class ShardCache:
             try:
                 with self._mutex:  # a reader waiting for this shard comes before any prefetch
                     priority = -1 if wait else self._urgency.get(i, self._planned)
-                download(self._fs, f"{self._root}/{entry.file}", self.path(i),
+                download(self.store, f"{self._root}/{entry.file}", self.path(i),
                          url=f"{self.remote}/{entry.file}", expected_nbytes=entry.nbytes,
                          expected_crc32c=entry.crc32c, retry=self.retry,
                          on_retry=lambda _: self._count("retries"), pool=self._parts,
@@ -459,8 +462,8 @@ class ShardCache:
 
     def _check_open(self) -> None:
         if self._pid != os.getpid():
-            # A forked child (a DataLoader worker): its parent's threads, locks and filesystem
-            # client (s3fs is not fork-safe) are not its own; start afresh, as unpickling does.
+            # A forked child (a DataLoader worker): its parent's threads, locks and store
+            # client (neither s3fs nor botocore connections survive a fork) are not its own; start afresh, as unpickling does.
             self._start()
         if self._closed:
             msg = f"the shard cache of {self.remote} is closed"

@@ -1,6 +1,7 @@
-"""Reading a dataset from any fsspec store, with retries that know which errors are worth one.
+"""Reading a remote dataset with retries that know which errors are worth one.
 
-Every remote read goes through :func:`fetch_bytes` (small files: ``index.json``) or
+Every remote read goes through a :class:`pydata.datasets.store.Store`, by way of
+:func:`fetch_bytes` (small files: ``index.json``) or
 :func:`pydata.datasets.download.download` (shards, written to disk and checked against the
 index's size and CRC-32C). Both retry transient failures (connection resets, timeouts, 5xx and throttling, a short or damaged
 body) with exponential backoff and jitter, and fail at once on permanent ones (a missing file,
@@ -18,14 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import fsspec  # type: ignore[import-untyped]  # fsspec ships no type information
-import fsspec.core  # type: ignore[import-untyped]
-
+from pydata.datasets.store import S3ClientKind, Store, open_store
 from pydata.errors import ClosedError, CorruptDataError, RemoteError
 from pydata.format.index import INDEX_NAME, DatasetIndex
 
 __all__ = ["DamagedBody", "LocalFailure", "RetryPolicy", "fetch_bytes", "fetch_index", "is_transient",
-           "open_filesystem", "with_retries"]
+           "with_retries"]
 
 _T = TypeVar("_T")
 OnRetry = Callable[[BaseException], None]
@@ -98,25 +97,6 @@ class RetryPolicy:
         for k in range(self.attempts - 1):
             delay = min(self.max_delay, self.base_delay * 2.0**k)
             yield delay * (1.0 - self.jitter * rng.random())
-
-
-def open_filesystem(url: str, storage_options: Mapping[str, Any] | None = None,
-                    ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem for ``url`` and the path of ``url`` inside it.
-
-    Raises:
-        ValueError: No fsspec implementation for the URL's protocol is known or installed; the
-            message names the protocol and the package to install.
-    """
-    protocol = fsspec.core.split_protocol(url)[0] or "file"
-    try:
-        fsspec.get_filesystem_class(protocol)
-    except (ValueError, ImportError) as exc:
-        hint = "install pydata[s3] (s3fs)" if protocol in ("s3", "s3a") else str(exc)
-        msg = f"{url}: cannot open protocol {protocol!r}: {hint}"
-        raise ValueError(msg) from exc
-    fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-    return fs, path
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -237,12 +217,12 @@ def with_retries(attempt: Callable[[], _T], url: str, retry: RetryPolicy, on_ret
             time.sleep(delay)
 
 
-def fetch_bytes(fs: fsspec.AbstractFileSystem, path: str, *, url: str, retry: RetryPolicy,
+def fetch_bytes(store: Store, path: str, *, url: str, retry: RetryPolicy,
                 on_retry: OnRetry | None = None) -> bytes:
     """Reads a whole (small) remote file, retrying transient failures.
 
     Args:
-        fs, path: Where the file is (from :func:`open_filesystem`).
+        store, path: Where the file is (from :func:`pydata.datasets.store.open_store`).
         url: The file's URL, for messages.
         retry: The retry policy.
         on_retry: Called with each error that is about to be retried (for counters and logs).
@@ -252,23 +232,24 @@ def fetch_bytes(fs: fsspec.AbstractFileSystem, path: str, *, url: str, retry: Re
         RemoteError: A permanent error, or a transient one that outlived the retries (names ``url``
             and the cause).
     """
-    return with_retries(lambda: bytes(fs.cat_file(path)), url, retry, on_retry)
+    return with_retries(lambda: store.read(path), url, retry, on_retry)
 
 
 def fetch_index(remote: str, storage_options: Mapping[str, Any] | None = None,
-                retry: RetryPolicy = RetryPolicy()) -> DatasetIndex:  # noqa: B008 (frozen)
+                retry: RetryPolicy = RetryPolicy(), *,  # noqa: B008 (frozen)
+                s3_client: S3ClientKind = "auto") -> DatasetIndex:
     """Reads and parses ``<remote>/index.json``.
 
     Raises:
         FileNotFoundError: There is no index (no dataset, or its writer did not finish).
         RemoteError: As for :func:`fetch_bytes`.
         FormatError: The index is malformed (names the URL).
-        ValueError: Unknown protocol (see :func:`open_filesystem`).
+        ValueError: Unknown protocol (see :func:`pydata.datasets.store.open_store`).
     """
-    fs, root = open_filesystem(remote, storage_options)
+    store, root = open_store(remote, storage_options, s3_client=s3_client)
     url = f"{remote.rstrip('/')}/{INDEX_NAME}"
     try:
-        text = fetch_bytes(fs, f"{root.rstrip('/')}/{INDEX_NAME}", url=url, retry=retry)
+        text = fetch_bytes(store, f"{root.rstrip('/')}/{INDEX_NAME}", url=url, retry=retry)
     except FileNotFoundError as exc:
         msg = f"no dataset at '{remote}': '{url}' is missing (a dataset whose writer did not finish has no index)"
         raise FileNotFoundError(errno.ENOENT, msg, url) from exc

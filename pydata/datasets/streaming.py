@@ -33,6 +33,7 @@ from pydata.datasets import order as orders
 from pydata.datasets.batch import to_torch
 from pydata.datasets.cache import ShardCache
 from pydata.datasets.remote import fetch_index
+from pydata.datasets.store import S3ClientKind
 from pydata.format.batch_reader import BatchReader
 from pydata.format.reader import ShardReader
 
@@ -55,6 +56,9 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         shuffle_window: Shards whose samples mix at any one point of the epoch.
         prefetch_shards: Shards downloaded ahead of the one being read.
         storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
+        s3_client: How ``s3://`` is read: ``"auto"`` (botocore's client, which reads bodies on
+            the download threads, unless a storage option needs s3fs), ``"botocore"`` or
+            ``"fsspec"`` (s3fs).
         batch_size: Samples per yielded batch (keyword-only, required: batches are assembled in
             one call each, and DataLoader workers and resume count in whole batches).
         per_sample: Yield the samples of those batches one at a time (give the DataLoader the
@@ -79,14 +83,14 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                  storage_options: Mapping[str, Any] | None = None, *, batch_size: int,
                  per_sample: bool = False, fields: Sequence[str] | None = None,
                  drop_last: bool = False, rank: int | None = None, world_size: int | None = None,
-                 ) -> None:
+                 s3_client: S3ClientKind = "auto") -> None:
         if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:
             msg = (f"batch_size and shuffle_window must be >= 1 and prefetch_shards >= 0, got "
                    f"{batch_size}, {shuffle_window}, {prefetch_shards}")
             raise ValueError(msg)
         self.remote = remote.rstrip("/")
         self.storage_options = dict(storage_options or {})
-        self.index = fetch_index(self.remote, self.storage_options)
+        self.index = fetch_index(self.remote, self.storage_options, s3_client=s3_client)
         self.field_names = list(fields) if fields is not None else list(self.index.schema)
         for name in self.field_names:
             if name not in self.index.schema:
@@ -96,7 +100,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         self.shuffle_window, self.prefetch_shards, self.drop_last = shuffle_window, prefetch_shards, drop_last
         self.rank, self.world_size = orders.resolve_rank_world(rank, world_size)
         self.cache = ShardCache(self.remote, local, self.index, cache_limit=cache_limit,
-                                storage_options=self.storage_options)
+                                storage_options=self.storage_options, s3_client=s3_client)
         # A window's shards, the next ones prefetched, and one being replaced.
         self.cache.check_limit(min(shuffle_window + prefetch_shards + 1, len(self.index.shards)))
         sizes = np.array([s.samples for s in self.index.shards], dtype=np.int64)

@@ -44,6 +44,12 @@ def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     return str(request.param)
 
 
+@pytest.fixture(params=["botocore", "fsspec"])
+def s3_client(request: pytest.FixtureRequest) -> str:
+    """Both ways of reading s3://: botocore's client (the default) and s3fs."""
+    return str(request.param)
+
+
 def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
     ids = []
     for batch in ds:
@@ -56,9 +62,11 @@ def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
 
 @pytest.mark.usefixtures("transfer")
 def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options: dict[str, Any],
-                          upload_dataset: Callable[..., str], tmp_path: Path) -> None:
+                          upload_dataset: Callable[..., str], tmp_path: Path, s3_client: str) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
-    ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=s3_options)
+    ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=s3_options,
+                          s3_client=s3_client)  # type: ignore[arg-type]
+    assert type(ds.cache.store).__name__ == {"botocore": "S3Store", "fsspec": "FsspecStore"}[s3_client]
     assert len(ds.index.shards) >= 5
     check_epoch(ds, dataset[1])
     assert ds.cache.stats()["downloads"] == len(ds.index.shards)
@@ -69,10 +77,11 @@ def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options:
 @pytest.mark.usefixtures("transfer")
 def test_faults_on_the_wire_lose_nothing(dataset: tuple[Path, Any], s3_bucket: str,
                                          upload_dataset: Callable[..., str], fault_proxy: Any,
-                                         proxy_s3_options: dict[str, Any], tmp_path: Path) -> None:
+                                         proxy_s3_options: dict[str, Any], tmp_path: Path,
+                                         s3_client: str) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
     ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=proxy_s3_options,
-                          cache_limit=None)
+                          cache_limit=None, s3_client=s3_client)  # type: ignore[arg-type]
     # Every kind surely (two resets in a row: aiohttp silently resends once), then at random.
     for kind in ("fail_503", "reset", "reset", "truncate"):
         fault_proxy.inject_next(kind)

@@ -11,12 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from fsspec.implementations.memory import MemoryFileSystem
 
 import pydata
 from pydata.datasets import download as download_module
 from pydata.datasets.download import PartPool, download
-from pydata.datasets.remote import RetryPolicy, open_filesystem
+from pydata.datasets.remote import RetryPolicy
+from pydata.datasets.store import FsspecStore, open_filesystem
 from pydata.errors import ClosedError, RemoteError
 from pydata.format.index import DatasetIndex
 
@@ -49,7 +52,7 @@ def fetch(transfer: PartPool | None) -> Callable[..., None]:
         entry = index.shards[shard]
         fs, root = open_filesystem(f"file://{path}")
         kwargs.setdefault("retry", FAST)
-        download(fs, f"{root}/{entry.file}", dest, url=f"file://{path}/{entry.file}",
+        download(FsspecStore(fs), f"{root}/{entry.file}", dest, url=f"file://{path}/{entry.file}",
                  expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, pool=transfer, **kwargs)
     return run
 
@@ -72,7 +75,7 @@ def test_download_from_memory(dataset: tuple[Path, DatasetIndex], tmp_path: Path
     fs = MemoryFileSystem()
     fs.pipe_file(f"/test-remote-download/{entry.file}", (path / entry.file).read_bytes())
     try:
-        download(fs, f"/test-remote-download/{entry.file}", tmp_path / "s", url="memory://x",
+        download(FsspecStore(fs), f"/test-remote-download/{entry.file}", tmp_path / "s", url="memory://x",
                  expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, retry=FAST, pool=transfer)
     finally:
         fs.rm("/test-remote-download", recursive=True)
@@ -154,7 +157,7 @@ def test_a_closed_pool_is_reported_as_closed(dataset: tuple[Path, DatasetIndex],
     fs, root = open_filesystem(f"file://{path}")
     entry = index.shards[0]
     with pytest.raises(ClosedError, match="closed"):
-        download(fs, f"{root}/{entry.file}", tmp_path / "dest", url="file://x", retry=FAST,
+        download(FsspecStore(fs), f"{root}/{entry.file}", tmp_path / "dest", url="file://x", retry=FAST,
                  expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, pool=pool)
     assert names(tmp_path) == ["remote"]
 
@@ -225,3 +228,23 @@ def test_a_failed_part_hands_its_error_to_the_waiter_and_close_cancels_the_queue
             pool2.submit(0, fail).result(timeout=30)
     finally:
         pool2.close()
+
+
+@given(st.integers(0, 50 * download_module.PART_BYTES))
+def test_parts_cover_the_file_in_order_at_about_the_part_size(nbytes: int) -> None:
+    bounds = download_module.part_bounds(nbytes)
+    assert bounds[0][0] == 0 and bounds[-1][1] == nbytes
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    sizes = [end - start for start, end in bounds]
+    assert max(sizes) - min(sizes) <= 1
+    part = download_module.PART_BYTES
+    if len(bounds) > 1:
+        assert all(2 * part // 3 <= size <= 3 * part // 2 for size in sizes), sizes
+    else:
+        assert nbytes < 3 * part // 2
+
+
+def test_a_shard_just_over_the_part_size_is_one_get() -> None:
+    part = download_module.PART_BYTES
+    assert download_module.part_bounds(part + 6800) == [(0, part + 6800)]
+    assert len(download_module.part_bounds(2 * part + 6800)) == 2

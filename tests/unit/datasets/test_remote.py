@@ -20,8 +20,8 @@ from pydata.datasets.remote import (
     fetch_bytes,
     fetch_index,
     is_transient,
-    open_filesystem,
 )
+from pydata.datasets.store import FsspecStore, open_filesystem
 from pydata.errors import FormatError, PydataError, RemoteError
 from pydata.format.index import DatasetIndex
 
@@ -66,7 +66,7 @@ def test_an_unknown_protocol_is_named() -> None:
 def test_s3_without_s3fs_says_to_install_the_extra() -> None:
     # A fresh interpreter in which s3fs cannot be imported: fsspec's registry is per process.
     code = ("import sys; sys.modules['s3fs'] = None\n"
-            "from pydata.datasets.remote import open_filesystem\n"
+            "from pydata.datasets.store import open_filesystem\n"
             "try:\n    open_filesystem('s3://bucket/ds')\n"
             "except ValueError as exc:\n    print(exc)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/")
@@ -215,14 +215,14 @@ def flaky() -> Any:
 def test_transient_errors_are_retried_until_success(flaky: Any) -> None:
     flaky.errors = [ConnectionResetError(errno.ECONNRESET, "reset"), TimeoutError("slow")]
     retried: list[BaseException] = []
-    assert fetch_bytes(flaky, "/flaky/file.bin", url="x://f", retry=FAST, on_retry=retried.append) == b"payload"
+    assert fetch_bytes(FsspecStore(flaky), "/flaky/file.bin", url="x://f", retry=FAST, on_retry=retried.append) == b"payload"
     assert [type(e) for e in retried] == [ConnectionResetError, TimeoutError]
 
 
 def test_transient_errors_that_outlive_the_retries_raise_remote_error(flaky: Any) -> None:
     flaky.errors = [ConnectionResetError(errno.ECONNRESET, "reset by peer")] * 5
     with pytest.raises(RemoteError, match=r"^x://f: ConnectionResetError: .*reset by peer.* after 3 attempts"):
-        fetch_bytes(flaky, "/flaky/file.bin", url="x://f", retry=FAST)
+        fetch_bytes(FsspecStore(flaky), "/flaky/file.bin", url="x://f", retry=FAST)
     assert len(flaky.errors) == 2
     assert issubclass(RemoteError, PydataError) and issubclass(RemoteError, OSError)
 
@@ -231,7 +231,7 @@ def test_a_permanent_error_is_raised_at_once(flaky: Any) -> None:
     flaky.errors = [PermissionError(errno.EACCES, "denied")]
     retried: list[BaseException] = []
     with pytest.raises(RemoteError, match=r"x://f: PermissionError: .*denied.*check the URL and credentials"):
-        fetch_bytes(flaky, "/flaky/file.bin", url="x://f", retry=FAST, on_retry=retried.append)
+        fetch_bytes(FsspecStore(flaky), "/flaky/file.bin", url="x://f", retry=FAST, on_retry=retried.append)
     assert retried == []
 
 
@@ -244,11 +244,11 @@ def test_store_errors_are_explained(flaky: Any, code: str, meaning: str) -> None
     s3fs_errors = pytest.importorskip("s3fs.errors")
     flaky.errors = [s3fs_errors.translate_boto_error(client_error(code, 404))]
     with pytest.raises(RemoteError, match=f"^s3://bucket/ds/index.json: {code}: {meaning}.*check the URL and credentials"):
-        fetch_bytes(flaky, "/flaky/file.bin", url="s3://bucket/ds/index.json", retry=FAST)
+        fetch_bytes(FsspecStore(flaky), "/flaky/file.bin", url="s3://bucket/ds/index.json", retry=FAST)
 
 
 def test_no_credentials_is_explained(flaky: Any) -> None:
     botocore = pytest.importorskip("botocore.exceptions")
     flaky.errors = [botocore.NoCredentialsError()]
     with pytest.raises(RemoteError, match="NoCredentialsError: no credentials were found"):
-        fetch_bytes(flaky, "/flaky/file.bin", url="s3://b/i", retry=FAST)
+        fetch_bytes(FsspecStore(flaky), "/flaky/file.bin", url="s3://b/i", retry=FAST)
