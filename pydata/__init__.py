@@ -4,7 +4,8 @@ The names below are the public API. The compiled core (``pydata._core``) is re-e
 ``RingBuffer``, ``MappedFile``, the batch gather (``FixedSections``, ``IndexedSections``,
 ``gather_rows``, ``gather_ranges``), the tensor codecs (``encode``, ``decode``,
 ``decode_batch``, ``blob_info``, ``quantization_error``, ``CODECS``) and ``checksum``.
-The dataset format (``Field``, ``ShardWriter``, ``merge_index``, ``read_index``) needs no torch;
+The dataset format (``Field``, ``ShardWriter``, ``merge_index``, ``read_index``, and ``Ragged``,
+the batch of variable-shape rows) needs no torch;
 the torch-facing names (``MemoryMappedDataset``, ``Loader``, ``create_dataloader``, ``collate``)
 are imported on first use, so importing pydata does not import torch, s3fs or DALI. So is the
 seeded train/validation split (``split_dataset``, ``DatasetSplit``).
@@ -43,6 +44,7 @@ from pydata._core import (  # noqa: E402  (after errors, on purpose)
 )
 
 from pydata.format import Field, ShardWriter, merge_index, read_index  # noqa: E402
+from pydata.format.ragged import Ragged  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -98,6 +100,7 @@ __all__ = [
     "MappedFile",
     "MemoryMappedDataset",
     "PydataError",
+    "Ragged",
     "RemoteError",
     "RingBuffer",
     "ShardWriter",

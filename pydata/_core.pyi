@@ -275,6 +275,20 @@ class IndexedSections:
                 is damaged (names the section, its name and the row, and the codec problem).
             pydata.FormatError: ``out`` does not have one row per index, or a blob's dtype or shape
                 differs from a row of ``out``.
+        """
+    def decode_ragged(self, indices: numpy.typing.ArrayLike, dtype: numpy.dtype[typing.Any], ndim: typing.SupportsInt | typing.SupportsIndex | None = None, *, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """
+        Decodes rows ``indices``, codec blobs of ``dtype`` whose shapes vary (e.g. token sequences),
+        straight from their payloads and back to back into one new 1-D array, with the GIL released.
+        Returns ``(values, shapes)``: the rows' elements in order, and an int64 array
+        ``(len(indices), ndim)`` of their shapes. Every row must have ``ndim`` dimensions (None: as many
+        as the first row). Every header is checked before any row is decoded. ``dtype`` is the stored
+        dtype (uint16 for bfloat16).
+        
+        Raises:
+            IndexError: an index is out of range (names it and its position).
+            pydata.CorruptDataError: a row's offsets or blob are damaged (names the section and row).
+            pydata.FormatError: a blob's dtype or ndim differs from ``dtype``/``ndim`` (names the row).
             ValueError: ``out`` is read-only or not C-contiguous.
         """
     def gather(self, indices: numpy.typing.ArrayLike, out: numpy.ndarray | None = None, *, threads: typing.SupportsInt | typing.SupportsIndex | None = None) -> tuple[numpy.ndarray, numpy.ndarray]:

@@ -21,6 +21,7 @@ using Names = std::optional<std::vector<std::string>>;
 using Sources = py::typing::Iterable<BytesArg>;
 using Sections = py::typing::Iterable<py::typing::Tuple<py::array, BytesArg>>;
 using RangesResult = py::typing::Tuple<py::array, py::array>;
+using RaggedResult = py::typing::Tuple<py::array, py::array>;
 
 // The core objects hold raw pointers; these wrappers own the buffers those pointers come from.
 struct PyFixedSections {
@@ -113,6 +114,39 @@ py::array decode_indexed(const PyIndexedSections& self, const IndexArg& indices,
   return out;
 }
 
+RaggedResult decode_ragged_indexed(const PyIndexedSections& self, const IndexArg& indices,
+                                  const py::dtype& dtype, std::optional<std::size_t> ndim,
+                                  std::optional<long> threads) {
+  const auto idx = index_array(indices, "indices");
+  const auto count = static_cast<std::size_t>(idx.size());
+  const DType code = resolve_dtype(py::str(dtype.attr("str")).cast<std::string>());
+  const std::size_t n = thread_count(threads);
+  RaggedPlan plan;
+  {
+    py::gil_scoped_release nogil;
+    plan = self.core.plan_ragged(idx.data(), count, code, ndim);
+  }
+  const std::uint64_t total = plan.byte_offsets.back();
+  const std::size_t width = plan.ndim;
+  const auto itemsize = static_cast<std::uint64_t>(dtype.itemsize());
+  py::array values(dtype, std::vector<py::ssize_t>{static_cast<py::ssize_t>(total / itemsize)});
+  py::array_t<std::int64_t> shapes(
+      std::vector<py::ssize_t>{static_cast<py::ssize_t>(count), static_cast<py::ssize_t>(width)});
+  std::int64_t* shape_ptr = shapes.mutable_data();
+  for (std::size_t i = 0; i < count; ++i) {
+    for (std::size_t d = 0; d < width; ++d) {
+      shape_ptr[i * width + d] = static_cast<std::int64_t>(plan.infos[i].shape[d]);
+    }
+  }
+  const MutableByteSpan dst = writable_bytes(values, "values");
+  {
+    py::gil_scoped_release nogil;
+    const BlobLabel label = [&](std::size_t i) { return self.core.row_label(idx.data()[i]); };
+    decode_ragged(plan, dst, n, &label);
+  }
+  return RaggedResult(py::make_tuple(values, shapes));
+}
+
 }  // namespace
 
 void register_gather(py::module_& m) {
@@ -173,6 +207,20 @@ Raises:
         is damaged (names the section, its name and the row, and the codec problem).
     pydata.FormatError: ``out`` does not have one row per index, or a blob's dtype or shape
         differs from a row of ``out``.
+)doc")
+      .def("decode_ragged", &decode_ragged_indexed, py::arg("indices"), py::arg("dtype"),
+           py::arg("ndim") = py::none(), py::kw_only(), py::arg("threads") = py::none(), R"doc(
+Decodes rows ``indices``, codec blobs of ``dtype`` whose shapes vary (e.g. token sequences),
+straight from their payloads and back to back into one new 1-D array, with the GIL released.
+Returns ``(values, shapes)``: the rows' elements in order, and an int64 array
+``(len(indices), ndim)`` of their shapes. Every row must have ``ndim`` dimensions (None: as many
+as the first row). Every header is checked before any row is decoded. ``dtype`` is the stored
+dtype (uint16 for bfloat16).
+
+Raises:
+    IndexError: an index is out of range (names it and its position).
+    pydata.CorruptDataError: a row's offsets or blob are damaged (names the section and row).
+    pydata.FormatError: a blob's dtype or ndim differs from ``dtype``/``ndim`` (names the row).
     ValueError: ``out`` is read-only or not C-contiguous.
 )doc");
 

@@ -58,6 +58,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -195,6 +196,29 @@ using BlobLabel = std::function<std::string(std::size_t)>;
 void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
                   const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
                   std::size_t threads, const BlobLabel& label);
+
+/// Blobs of one dtype and ndim but varying shapes, planned to be decoded back to back into one
+/// flat buffer (a ragged batch: e.g. token sequences of different lengths).
+struct RaggedPlan {
+  std::size_t ndim = 0;                    ///< every blob's ndim
+  std::vector<ByteSpan> blobs;             ///< the blobs, as validated (caller's memory)
+  std::vector<BlobInfo> infos;             ///< blob i's validated header
+  std::vector<std::uint64_t> byte_offsets; ///< blob i decodes to [byte_offsets[i], [i + 1])
+};
+
+/// Validates every header of `blobs` and lays their decoded arrays out back to back. Every blob
+/// must hold `dtype` (uint16 or int16 for bfloat16) and have `ndim` dimensions (no value: the
+/// first blob's; 1 when there are no blobs). Throws CorruptDataError ("<label>: <problem>") for
+/// a damaged header, FormatError naming the blob for another dtype or ndim. `label` may be null
+/// ("blob i").
+[[nodiscard]] RaggedPlan plan_ragged(const std::vector<ByteSpan>& blobs, DType dtype,
+                                     std::optional<std::size_t> ndim, const BlobLabel* label);
+
+/// Decodes the plan's blob i into `dst` at `plan.byte_offsets[i]`, on up to `threads` threads of
+/// the shared pool. `dst` must be exactly `plan.byte_offsets.back()` bytes (else FormatError); a
+/// damaged payload throws CorruptDataError naming the blob (`dst` may then hold partial output).
+void decode_ragged(const RaggedPlan& plan, MutableByteSpan dst, std::size_t threads,
+                   const BlobLabel* label);
 
 // ---------------------------------------------------------------------------------------------
 // Error report

@@ -85,7 +85,65 @@ void decode_rows(const std::vector<ByteSpan>& blobs, DType dtype,
   });
 }
 
+std::string blob_name(const BlobLabel* label, std::size_t i) {
+  return label != nullptr ? (*label)(i) : "blob " + std::to_string(i);
+}
+
+// Below this many decoded bytes a ragged batch is decoded on the calling thread.
+constexpr std::uint64_t kMinParallelRaggedBytes = std::uint64_t{1} << 20;
+
 }  // namespace
+
+RaggedPlan plan_ragged(const std::vector<ByteSpan>& blobs, DType dtype,
+                       std::optional<std::size_t> ndim, const BlobLabel* label) {
+  RaggedPlan plan;
+  plan.ndim = ndim.value_or(1);
+  plan.blobs = blobs;
+  plan.infos.resize(blobs.size());
+  plan.byte_offsets.assign(blobs.size() + 1, 0);
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    BlobInfo& info = plan.infos[i];
+    try {
+      info = read_blob_info(blobs[i]);
+    } catch (const CorruptDataError& e) {
+      throw CorruptDataError(blob_name(label, i) + ": " + e.what());
+    }
+    if (i == 0 && !ndim) plan.ndim = info.shape.size();
+    if (info.shape.size() != plan.ndim) {
+      throw FormatError(blob_name(label, i) + " has " + std::to_string(info.shape.size()) +
+                        " dimension(s), " + (ndim ? "the field has " : "the batch's first row has ") +
+                        std::to_string(plan.ndim));
+    }
+    // Same dtype rule as a fixed destination: only the shape may differ between rows.
+    check_destination(info, dtype, info.shape, blob_name(label, i));
+    plan.byte_offsets[i + 1] = plan.byte_offsets[i] + info.raw_nbytes;
+  }
+  return plan;
+}
+
+void decode_ragged(const RaggedPlan& plan, MutableByteSpan dst, std::size_t threads,
+                   const BlobLabel* label) {
+  const std::uint64_t total = plan.byte_offsets.empty() ? 0 : plan.byte_offsets.back();
+  if (dst.size != total) {
+    throw FormatError("decode_ragged: the destination has " + std::to_string(dst.size) +
+                      " bytes, the rows decode to " + std::to_string(total));
+  }
+  const std::size_t n = plan.blobs.size();
+  auto decode_one = [&](std::size_t i) {
+    const auto begin = static_cast<std::size_t>(plan.byte_offsets[i]);
+    const auto size = static_cast<std::size_t>(plan.byte_offsets[i + 1] - plan.byte_offsets[i]);
+    try {
+      decode_into(plan.blobs[i], plan.infos[i], dst.sub(begin, size));
+    } catch (const CorruptDataError& e) {
+      throw CorruptDataError(blob_name(label, i) + ": " + e.what());
+    }
+  };
+  if (threads <= 1 || total < kMinParallelRaggedBytes) {
+    for (std::size_t i = 0; i < n; ++i) decode_one(i);
+    return;
+  }
+  ThreadPool::shared().parallel_for(n, threads, decode_one);
+}
 
 void decode_batch(const std::vector<ByteSpan>& blobs, DType dtype,
                   const std::vector<std::uint64_t>& shape, MutableByteSpan dst,

@@ -196,4 +196,10 @@ void IndexedSections::decode(const std::int64_t* indices, std::size_t count, DTy
                [&](std::size_t i) { return row_label(indices[i]); });
 }
 
+RaggedPlan IndexedSections::plan_ragged(const std::int64_t* indices, std::size_t count,
+                                        DType dtype, std::optional<std::size_t> ndim) const {
+  const BlobLabel label = [&](std::size_t i) { return row_label(indices[i]); };
+  return pydata::plan_ragged(spans(indices, count), dtype, ndim, &label);
+}
+
 }  // namespace pydata

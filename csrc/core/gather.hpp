@@ -94,11 +94,18 @@ class IndexedSections {
               const std::vector<std::uint64_t>& shape, MutableByteSpan dst,
               std::size_t threads) const;
 
+  /// The rows `indices[i]`, codec blobs of `dtype` and `ndim` dimensions whose shapes vary, as
+  /// planned by core `plan_ragged` (errors name the section and row). Core `decode_ragged` then
+  /// decodes them straight from their payloads: no blob is copied first.
+  [[nodiscard]] RaggedPlan plan_ragged(const std::int64_t* indices, std::size_t count, DType dtype,
+                                       std::optional<std::size_t> ndim) const;
+
+  /// "section 1 ('b.bin') row 7": names global row `index` (already validated) in errors.
+  [[nodiscard]] std::string row_label(std::int64_t index) const;
+
  private:
   // The validated payload bytes of global row `index`, at `position` in the batch.
   [[nodiscard]] ByteSpan row_bytes(std::int64_t index, std::size_t position) const;
-  // "section 1 ('b.bin') row 7": names global row `index` (already validated) in errors.
-  [[nodiscard]] std::string row_label(std::int64_t index) const;
 
   std::vector<IndexedSection> sections_;
   std::vector<std::string> names_;

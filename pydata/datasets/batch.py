@@ -16,6 +16,7 @@ from typing import Any, overload
 import numpy as np
 import torch
 
+from pydata.format.ragged import Ragged
 from pydata.format.schema import Field
 
 __all__ = ["SampleBatch", "collate", "to_torch"]
@@ -35,13 +36,16 @@ def tensor_of(field: Field, array: np.ndarray[Any, Any]) -> torch.Tensor:
 
 
 def to_torch(fields: Mapping[str, Field], batch: Mapping[str, Any]) -> dict[str, Any]:
-    """Converts a BatchReader batch or sample: arrays to tensors, lists of arrays to lists of
-    tensors; bytes and str stay as they are."""
+    """Converts a BatchReader batch or sample: arrays to tensors, a Ragged of arrays to a Ragged
+    of tensors, lists of arrays to lists of tensors; bytes and str stay as they are."""
     out: dict[str, Any] = {}
     for name, value in batch.items():
         field = fields[name]
         if isinstance(value, np.ndarray):
             out[name] = tensor_of(field, value)
+        elif isinstance(value, Ragged):
+            out[name] = Ragged(tensor_of(field, value.values), torch.from_numpy(value.offsets),
+                               torch.from_numpy(value.shapes))
         elif field.kind == "tensor":
             out[name] = [tensor_of(field, v) for v in value]
         else:

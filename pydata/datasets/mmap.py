@@ -37,6 +37,10 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
         fields: The fields to read (default: all).
         io: ``"mmap"`` (default: zero-copy, shared page cache) or ``"read"`` (``pread``; for
             network file systems where page-fault reads are slow).
+        ragged: Batch a tensor field of varying shape (token sequences) as one
+            :class:`pydata.Ragged` (values + offsets + shapes, decoded by one core call) instead
+            of a list of tensors: no Python per row, and three tensors instead of one per row
+            through DataLoader workers.
 
     Raises:
         FileNotFoundError: No ``index.json``, or a shard it lists is missing.
@@ -50,8 +54,9 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
     """
 
     def __init__(self, path: str | os.PathLike[str], fields: Sequence[str] | None = None,
-                 *, io: IO = "mmap") -> None:
+                 *, io: IO = "mmap", ragged: bool = False) -> None:
         self.path = Path(path)
+        self.ragged = ragged
         self.index: DatasetIndex = read_index(self.path)
         self.field_names = list(fields) if fields is not None else list(self.index.schema)
         self.io: IO = io
@@ -72,7 +77,7 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
     def _open(self) -> BatchReader:
         shards = [ShardReader(self.path / s.file, s, self.index.schema, io=self.io)
                   for s in self.index.shards]
-        return BatchReader(shards, self.index.schema, self.field_names)
+        return BatchReader(shards, self.index.schema, self.field_names, ragged=self.ragged)
 
     def __len__(self) -> int:
         return self.index.samples
@@ -80,7 +85,7 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
     def batch_reader(self, fields: Sequence[str] | None = None) -> BatchReader:
         """A reader of batches of ``fields`` (default: this dataset's) over the open shards."""
         names = list(fields) if fields is not None else self.field_names
-        return BatchReader(self.reader.shards, self.index.schema, names)
+        return BatchReader(self.reader.shards, self.index.schema, names, ragged=self.ragged)
 
     def epoch_order(self, epoch: int, *, seed: int = 0, shuffle: bool = True) -> np.ndarray[Any, Any]:
         """The order of ``epoch``: a seeded permutation of every sample (or the index order)."""
@@ -98,7 +103,8 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
 
     def read_batch(self, indices: Any, out: dict[str, torch.Tensor] | None = None,
                    *, threads: int | None = None) -> dict[str, Any]:
-        """The samples ``indices`` as a dict of batched tensors (lists for variable fields).
+        """The samples ``indices`` as a dict of batched tensors (lists, or :class:`pydata.Ragged`,
+        for tensors of varying shape).
 
         Args:
             indices: Global sample indices (a sequence or integer array).
@@ -139,4 +145,5 @@ class MemoryMappedDataset(Dataset[dict[str, Any]]):
         return state
 
     def __repr__(self) -> str:
-        return f"MemoryMappedDataset('{self.path}', samples={len(self)}, fields={self.field_names}, io={self.io!r})"
+        return (f"MemoryMappedDataset('{self.path}', samples={len(self)}, fields={self.field_names}, "
+                f"io={self.io!r}, ragged={self.ragged})")

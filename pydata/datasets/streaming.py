@@ -56,6 +56,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         shuffle_window: Shards whose samples mix at any one point of the epoch.
         prefetch_shards: Shards downloaded ahead of the one being read.
         storage_options: Passed to fsspec (e.g. ``{"client_kwargs": {"endpoint_url": ...}}``).
+        ragged: Batch a tensor field of varying shape as one :class:`pydata.Ragged` instead of
+            a list of tensors (as for :class:`pydata.MemoryMappedDataset`).
         s3_client: How ``s3://`` is read: ``"auto"`` (botocore's client, which reads bodies on
             the download threads, unless a storage option needs s3fs), ``"botocore"`` or
             ``"fsspec"`` (s3fs).
@@ -83,7 +85,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                  storage_options: Mapping[str, Any] | None = None, *, batch_size: int,
                  per_sample: bool = False, fields: Sequence[str] | None = None,
                  drop_last: bool = False, rank: int | None = None, world_size: int | None = None,
-                 s3_client: S3ClientKind = "auto") -> None:
+                 ragged: bool = False, s3_client: S3ClientKind = "auto") -> None:
         if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:
             msg = (f"batch_size and shuffle_window must be >= 1 and prefetch_shards >= 0, got "
                    f"{batch_size}, {shuffle_window}, {prefetch_shards}")
@@ -97,6 +99,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                 msg = f"field {name!r} is not in the dataset; it has {list(self.index.schema)}"
                 raise KeyError(msg)
         self.batch_size, self.per_sample, self.shuffle, self.seed = batch_size, per_sample, shuffle, seed
+        self.ragged = ragged
         self.shuffle_window, self.prefetch_shards, self.drop_last = shuffle_window, prefetch_shards, drop_last
         self.rank, self.world_size = orders.resolve_rank_world(rank, world_size)
         self.cache = ShardCache(self.remote, local, self.index, cache_limit=cache_limit,
@@ -217,7 +220,7 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                 readers.append(self._reader(s))
             if ahead:
                 self.cache.prefetch(ahead)
-            reader = BatchReader(readers, self.index.schema, fields or self.field_names)
+            reader = BatchReader(readers, self.index.schema, fields or self.field_names, ragged=self.ragged)
             local = np.empty_like(indices)
             for position, s in enumerate(shards):
                 mine = (indices >= self._starts[s]) & (indices < self._starts[s + 1])
@@ -283,7 +286,7 @@ class StreamingBatchReader:
 
     def __init__(self, dataset: StreamingDataset, fields: Sequence[str]) -> None:
         self.dataset = dataset
-        self._shapes = BatchReader([], dataset.index.schema, fields)
+        self._shapes = BatchReader([], dataset.index.schema, fields, ragged=dataset.ragged)
         self.fields = self._shapes.fields
         self.samples = dataset.index.samples
         self._uses = np.zeros(0, np.int64)

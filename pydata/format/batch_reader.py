@@ -9,7 +9,8 @@ the format layer never imports torch.
 
 Per field, a batch yields:
   - fixed-shape tensors (raw or compressed): one array ``(n, *shape)``, into ``out`` if given;
-  - tensors of varying shape: a list of arrays;
+  - tensors of varying shape: a list of arrays, or with ``ragged=True`` one
+    :class:`pydata.format.ragged.Ragged` (all rows decoded back to back by one core call);
   - bytes / str: a list of bytes / str.
 """
 
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from pydata._core import FixedSections, IndexedSections
 from pydata.errors import CorruptDataError, FormatError
 from pydata.format.pread_plan import PreadPlan
+from pydata.format.ragged import Ragged
 from pydata.format.reader import ShardReader, split_rows
 from pydata.format.schema import Field
 
@@ -37,13 +39,15 @@ class BatchReader:
         shards: The dataset's shards, in index order.
         schema: The dataset schema.
         fields: The fields to read (default: all), in the order the batches list them.
+        ragged: Tensors of varying shape as one :class:`Ragged` per batch instead of a list.
 
     Raises:
         KeyError: A requested field is not in the schema (names the field and the schema).
     """
 
     def __init__(self, shards: Sequence[ShardReader], schema: Mapping[str, Field],
-                 fields: Sequence[str] | None = None) -> None:
+                 fields: Sequence[str] | None = None, *, ragged: bool = False) -> None:
+        self.ragged = ragged
         self.fields: dict[str, Field] = {}
         for name in fields if fields is not None else list(schema):
             if name not in schema:
@@ -130,8 +134,10 @@ class BatchReader:
 
     def _read_field(self, name: str, field: Field, idx: npt.NDArray[np.int64],
                     dst: npt.NDArray[Any] | None, threads: int | None) -> Any:
+        as_ragged = self.ragged and dst is None and field.kind == "tensor"
         if self.io == "read":
-            return self._pread.read(name, idx, dst, threads, self._where(name, idx))
+            value = self._pread.read(name, idx, dst, threads, self._where(name, idx))
+            return Ragged.from_rows(value, field.storage_dtype, None if value else 1) if as_ragged else value
         if field.layout == "fixed":
             assert dst is not None
             if field.row_nbytes:
@@ -144,6 +150,12 @@ class BatchReader:
             except CorruptDataError as exc:  # the core names the shard and row, not the field
                 msg = f"field '{name}': {exc}"
                 raise CorruptDataError(msg) from exc
+        if as_ragged:
+            try:
+                values, shapes = sections.decode_ragged(idx, np.dtype(field.storage_dtype), threads=threads)
+            except (CorruptDataError, FormatError) as exc:  # the core names the shard and row
+                raise type(exc)(f"field '{name}': {exc}") from exc
+            return Ragged.from_values(values, shapes)
         offsets, payload = sections.gather(idx, threads=threads)
         return split_rows(field, offsets, payload, self._where(name, idx))
 

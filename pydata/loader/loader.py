@@ -30,6 +30,7 @@ from pydata.datasets import order as orders
 from pydata.datasets.batch import to_torch
 from pydata.errors import AuditError, ClosedError, CorruptDataError, WaitTimeoutError
 from pydata.format.batch_reader import BatchReader
+from pydata.format.ragged import Ragged
 from pydata.loader.slots import Slot, SlotPool
 from pydata.loader.stats import LoaderStats
 from pydata.loader.transforms import BatchTransform, apply_transforms, batch_generator
@@ -231,17 +232,18 @@ class Loader:
     def _to_device(self, slot: Slot, batch: dict[str, Any]) -> dict[str, Any]:
         assert self.device is not None
         if self.device.type != "cuda":
-            return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            return {k: v.to(self.device) if isinstance(v, (torch.Tensor, Ragged)) else v for k, v in batch.items()}
         stream = self._copy_stream()
         with torch.cuda.stream(stream):
-            moved = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+            moved = {k: v.to(self.device, non_blocking=True) if isinstance(v, (torch.Tensor, Ragged)) else v
                      for k, v in batch.items()}
             slot.event = torch.cuda.Event()  # type: ignore[no-untyped-call]
             slot.event.record(stream)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         for value in moved.values():
-            if isinstance(value, torch.Tensor):
-                value.record_stream(torch.cuda.current_stream(self.device))
+            for tensor in (value.values, value.offsets) if isinstance(value, Ragged) else (value,):
+                if isinstance(tensor, torch.Tensor):
+                    tensor.record_stream(torch.cuda.current_stream(self.device))
         return moved
 
     def _copy_stream(self) -> Any:
@@ -291,7 +293,7 @@ class Loader:
                 batch = self._read(slot, good)
             slot.indices = good
             slot.lists = {k: v for k, v in batch.items() if not isinstance(v, np.ndarray)}
-            slot.nbytes = sum(v.nbytes for v in batch.values() if isinstance(v, np.ndarray))
+            slot.nbytes = sum(v.nbytes for v in batch.values() if isinstance(v, (np.ndarray, Ragged)))
         except BaseException as exc:  # delivered to the consumer, which re-raises it
             slot.error = _with_context(exc, number, indices)
 
