@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pydata.format.ragged import Ragged
 from pydata.page_cache import drop_files, resident_bytes, touch_files
 from pydata.peers.measure import MemoryMonitor, cpu_snapshot
 from pydata.peers.systems.base import Reader, RunContext, System, load_system
@@ -40,7 +41,8 @@ def _batch_size(batch: dict[str, Any]) -> int:
 
 
 def _batch_nbytes(batch: dict[str, Any]) -> int:
-    return sum(v.nbytes if isinstance(v, np.ndarray) else sum(r.nbytes for r in v) for v in batch.values())
+    return sum(v.nbytes if isinstance(v, (np.ndarray, Ragged)) else sum(r.nbytes for r in v)
+               for v in batch.values())
 
 
 class _Run:

@@ -108,3 +108,17 @@ def test_fingerprints_tell_duplicates_from_corruption(tmp_path: Path) -> None:
     batch["tokens"][6] = batch["tokens"][7]
     verdict = compare(expected, batch_fingerprints(source.specs, batch))
     assert (verdict.missing, verdict.duplicated, verdict.unknown) == (2, 1, 1)
+
+
+def test_token_sequences_through_pydata_are_checked_correct(tmp_path: Path) -> None:
+    """The token workload through pydata's readers (ragged batches) and a baseline (lists)."""
+    out = tmp_path / "out"
+    code = main(["--samples", "200", "--epochs", "1", "--workloads", "tokens", "--settings", "hot",
+                 "--systems", "memmap-batched", "pydata-loader", "pydata-dataloader",
+                 "--workdir", str(tmp_path / "work"), "--out", str(out), "--quiet"])
+    assert code == 0
+    rows = json.loads((out / "peers.json").read_text())["rows"]
+    assert {r["key"] for r in rows} == {"memmap-batched", "pydata-loader", "pydata-dataloader"}
+    for row in rows:
+        assert row["status"] == "ok" and row["check"]["verdict"] == "correct", row
+        assert row["epochs"][0]["samples"] == 200 and row["mb_per_s"] > 0

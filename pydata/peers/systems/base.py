@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pydata.format.ragged import Ragged
 from pydata.peers.workloads import Source, U64, WORKLOADS
 
 __all__ = ["Batch", "Reader", "RunContext", "System", "iterate", "load_system", "numpy_batch"]
@@ -117,11 +118,13 @@ class System(ABC):
 
 
 def numpy_batch(batch: Mapping[str, Any]) -> Batch:
-    """A batch of torch tensors (or lists of them) as numpy views."""
+    """A batch of torch tensors (or lists of them, or pydata.Ragged) as numpy views."""
     out: Batch = {}
     for key, value in batch.items():
         if isinstance(value, list):
             out[key] = [np.asarray(v) for v in value]
+        elif isinstance(value, Ragged):
+            out[key] = value.map(np.asarray)
         else:
             out[key] = np.asarray(value)
     return out

@@ -2,6 +2,8 @@
 DataLoader (batched ``__getitems__``) and through :class:`pydata.Loader`, the same data stored
 with ``int8+lz4`` latents, ``StreamingDataset`` from S3 (directly, through a DataLoader, and
 through the Loader), and the DALI pipeline (:mod:`pydata.dali`, CPU) when it is installed.
+Variable-length fields (the token workload) are read with ``ragged=True``, as the README
+recommends: one ``pydata.Ragged`` per batch instead of a tensor per row.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class MappedDataLoader(System):
         return source.fingerprints() if self.codec == "raw" else _lossy_expected(source, self.codec)
 
     def open(self, ctx: RunContext) -> Reader:
-        ds = MemoryMappedDataset(ctx.data)
+        ds = MemoryMappedDataset(ctx.data, ragged=True)
         return _Epochs(create_dataloader(ds, ctx.batch, shuffle=True, seed=ctx.seed, num_workers=ctx.variant), ds)
 
 
@@ -98,7 +100,7 @@ class MappedLoader(MappedDataLoader):
     variants: ClassVar[tuple[int, ...]] = (1, 2)
 
     def open(self, ctx: RunContext) -> Reader:
-        ds = MemoryMappedDataset(ctx.data)
+        ds = MemoryMappedDataset(ctx.data, ragged=True)
         return _Epochs(Loader(ds, ctx.batch, shuffle=True, seed=ctx.seed, num_threads=ctx.variant), ds)
 
 
@@ -126,7 +128,7 @@ class StreamingDirect(MappedDataLoader):
     settings: ClassVar[tuple[str, ...]] = ("s3",)
 
     def open(self, ctx: RunContext) -> Reader:
-        ds = StreamingDataset(ctx.remote, local=ctx.cache, storage_options=ctx.storage_options,
+        ds = StreamingDataset(ctx.remote, local=ctx.cache, storage_options=ctx.storage_options, ragged=True,
                               batch_size=ctx.batch, seed=ctx.seed)
         if ctx.variant == 0:
             return _Epochs(ds, ds)
@@ -141,7 +143,7 @@ class StreamingLoader(StreamingDirect):
     variants: ClassVar[tuple[int, ...]] = (1, 2)
 
     def open(self, ctx: RunContext) -> Reader:
-        ds = StreamingDataset(ctx.remote, local=ctx.cache, storage_options=ctx.storage_options,
+        ds = StreamingDataset(ctx.remote, local=ctx.cache, storage_options=ctx.storage_options, ragged=True,
                               batch_size=ctx.batch, seed=ctx.seed)
         return _Epochs(Loader(ds, ctx.batch, shuffle=True, seed=ctx.seed, num_threads=ctx.variant), ds)
 
