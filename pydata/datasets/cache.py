@@ -52,7 +52,7 @@ __all__ = ["ShardCache", "default_cache_dir"]
 _SLICE = 0.1  # the longest single sleep while waiting for room
 _LOCK_POLL = 0.02  # ... for a lock: a shard downloaded elsewhere is used within this of its arrival
 _CONFIG = ("remote", "local", "index", "cache_limit", "storage_options", "retry", "prefetch_threads",
-           "connections", "wait_timeout", "s3_client")
+           "connections", "wait_timeout", "s3_client", "part_bytes")
 
 
 def default_cache_dir(remote: str) -> Path:
@@ -115,6 +115,8 @@ class ShardCache:
             leaves no room, before :class:`pydata.WaitTimeoutError`.
         s3_client: How ``s3://`` is read (:data:`pydata.datasets.store.S3ClientKind`): by default
             botocore's client, unless a storage option needs s3fs.
+        part_bytes: The size of one ranged GET (default
+            :data:`pydata.datasets.download.PART_BYTES`, 64 MiB: a default shard is one GET).
 
     Thread-safe. Pickles by its configuration (no threads, locks or holds), so DataLoader workers
     can carry it; :meth:`stats` are per process.
@@ -124,12 +126,12 @@ class ShardCache:
                  cache_limit: int | None = None, storage_options: Mapping[str, Any] | None = None,
                  retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen)
                  prefetch_threads: int = 2, connections: int = 4, wait_timeout: float = 600.0,
-                 s3_client: S3ClientKind = "auto") -> None:
+                 s3_client: S3ClientKind = "auto", part_bytes: int | None = None) -> None:
         if ((cache_limit is not None and cache_limit <= 0) or prefetch_threads < 0 or wait_timeout < 0
-                or connections < 1):
+                or connections < 1 or (part_bytes is not None and part_bytes < 1)):
             msg = (f"cache_limit ({cache_limit}) must be positive or None, prefetch_threads "
                    f"({prefetch_threads}) and wait_timeout ({wait_timeout}) >= 0, connections "
-                   f"({connections}) >= 1")
+                   f"({connections}) and part_bytes ({part_bytes}) >= 1")
             raise ValueError(msg)
         self.remote = remote.rstrip("/")
         self.local = Path(local) if local is not None else default_cache_dir(remote)
@@ -141,6 +143,7 @@ class ShardCache:
         self.connections = connections
         self.wait_timeout = wait_timeout
         self.s3_client = s3_client
+        self.part_bytes = part_bytes
         self._start()
 
     def _start(self) -> None:
@@ -289,7 +292,7 @@ class ShardCache:
                          url=f"{self.remote}/{entry.file}", expected_nbytes=entry.nbytes,
                          expected_crc32c=entry.crc32c, retry=self.retry,
                          on_retry=lambda _: self._count("retries"), pool=self._parts,
-                         priority=priority)
+                         priority=priority, part_bytes=self.part_bytes)
             finally:
                 self._lock_path(i, "inflight").unlink(missing_ok=True)
             with self._mutex:

@@ -42,11 +42,13 @@ CHUNK_BYTES = 4 << 20
 """Bytes read per step when a file's CRC-32C is checked (:func:`file_crc32c`)."""
 
 PART_BYTES = 64 << 20
-"""The size of one ranged GET: a file comes in parts of about this many bytes
-(:func:`part_bounds`). Each request costs a fixed overhead in the client and the server; the local
-S3 server also reads the whole object for every range. Against it, four connections moved
-240-265 MB/s in parts of 16 MiB, 290-330 in 32 MiB (both with s3fs), and ~1,300 MB/s fetching
-48 MiB objects whole with botocore."""
+"""The default size of one ranged GET: a file comes in parts of about this many bytes
+(:func:`part_bounds`; ``StreamingDataset(part_bytes=...)`` overrides it). Each request costs a
+fixed overhead in the client and the server, and the local S3 server also reads the whole object
+for every range: against it, four connections moved 240-265 MB/s in parts of 16 MiB, 290-330 in
+32 MiB (both with s3fs), and ~1,300 MB/s fetching 48 MiB objects whole with botocore. A store
+whose connections are each slower than the disk (public cloud object storage) gives the shard a
+reader waits for more bandwidth with smaller parts, spread over the pool's connections."""
 
 _SLICE = 0.1  # the longest wait for a part without checking for Ctrl-C
 
@@ -114,12 +116,16 @@ class PartPool:
             future.cancel()
 
 
-def part_bounds(nbytes: int) -> list[tuple[int, int]]:
+def part_bounds(nbytes: int, part_bytes: int | None = None) -> list[tuple[int, int]]:
     """``[start, end)`` of each part of an ``nbytes`` file: the whole number of parts nearest to
-    ``nbytes / PART_BYTES`` (at least one), of equal size. A shard a little over the part size
+    ``nbytes / part_bytes`` (default :data:`PART_BYTES`; at least one), of equal size. A shard a little over the part size
     (a 64 MiB shard is 64 MiB plus its headers) is one GET, not one GET and a sliver: a ranged GET
     can cost the server as much as the whole object (the local server reads it all)."""
-    count = max(1, (2 * nbytes + PART_BYTES) // (2 * PART_BYTES))
+    size = PART_BYTES if part_bytes is None else part_bytes
+    if size < 1:
+        msg = f"part_bytes must be >= 1, got {size}"
+        raise ValueError(msg)
+    count = max(1, (2 * nbytes + size) // (2 * size))
     edges = [nbytes * k // count for k in range(count + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
@@ -152,8 +158,9 @@ def _disk_error(exc: OSError, tmp: Path, nbytes: int) -> OSError:
 class _Attempt:
     """One attempt at one file: its parts fetched into a temporary file, then checked."""
 
-    def __init__(self, store: Store, path: str, dest: Path, expected: tuple[int, int]) -> None:
-        self.store, self.path, self.dest = store, path, dest
+    def __init__(self, store: Store, path: str, dest: Path, expected: tuple[int, int],
+                 part_bytes: int | None) -> None:
+        self.store, self.path, self.dest, self.part_bytes = store, path, dest, part_bytes
         self.nbytes, self.crc32c = expected
         self.tmp = temp_name(dest)
         self.whole_crc: int | None = None  # the running CRC-32C, when the file is one part
@@ -191,7 +198,7 @@ class _Attempt:
                     raise LocalFailure(exc) from exc
             return fetch
 
-        bounds = part_bounds(self.nbytes)
+        bounds = part_bounds(self.nbytes, self.part_bytes)
         if pool is None:
             for start, end in bounds:
                 part(start, end)()
@@ -244,10 +251,11 @@ class _Attempt:
 
 def download(store: Store, path: str, dest: Path, *, url: str, expected_nbytes: int,
              expected_crc32c: int, retry: RetryPolicy, on_retry: OnRetry | None = None,
-             pool: PartPool | None = None, priority: float = 0.0) -> None:
+             pool: PartPool | None = None, priority: float = 0.0, part_bytes: int | None = None) -> None:
     """Downloads one file to ``dest``, checked against its size and CRC-32C, atomically.
 
-    The file comes as ranged GETs of :data:`PART_BYTES`, each retried on its own, written into
+    The file comes as ranged GETs of about ``part_bytes`` (default :data:`PART_BYTES`), each
+    retried on its own, written into
     a hidden temporary file next to ``dest``; only a complete file whose CRC-32C matches is
     renamed to ``dest``. A short, long or damaged body counts as transient and is
     fetched again (a CRC mismatch: the whole file). The temporary file is removed on every
@@ -262,6 +270,7 @@ def download(store: Store, path: str, dest: Path, *, url: str, expected_nbytes: 
         on_retry: Called with each error that is about to be retried.
         pool: Connections to fetch the parts on (None: one after another, in this thread).
         priority: The parts' place in ``pool``'s queue: lower goes first.
+        part_bytes: The size of a part (:func:`part_bounds`).
 
     Raises:
         FileNotFoundError: The remote file does not exist (names ``url``).
@@ -272,5 +281,5 @@ def download(store: Store, path: str, dest: Path, *, url: str, expected_nbytes: 
         ClosedError: ``pool`` was closed.
     """
     expected = (expected_nbytes, expected_crc32c)
-    with_retries(lambda: _Attempt(store, path, Path(dest), expected).run(url, retry, on_retry, pool, priority),
-                 url, retry, on_retry)
+    with_retries(lambda: _Attempt(store, path, Path(dest), expected, part_bytes).run(
+        url, retry, on_retry, pool, priority), url, retry, on_retry)

@@ -61,6 +61,10 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         s3_client: How ``s3://`` is read: ``"auto"`` (botocore's client, which reads bodies on
             the download threads, unless a storage option needs s3fs), ``"botocore"`` or
             ``"fsspec"`` (s3fs).
+        part_bytes: The size of one ranged GET (default 64 MiB, so a default 64 MiB shard is
+            one GET). Smaller parts spread the shard a reader waits for over the connections:
+            worth it where each connection is slower than the disk (cloud object storage, where
+            8-16 MiB is usual).
         batch_size: Samples per yielded batch (keyword-only, required: batches are assembled in
             one call each, and DataLoader workers and resume count in whole batches).
         per_sample: Yield the samples of those batches one at a time (give the DataLoader the
@@ -85,7 +89,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
                  storage_options: Mapping[str, Any] | None = None, *, batch_size: int,
                  per_sample: bool = False, fields: Sequence[str] | None = None,
                  drop_last: bool = False, rank: int | None = None, world_size: int | None = None,
-                 ragged: bool = False, s3_client: S3ClientKind = "auto") -> None:
+                 ragged: bool = False, s3_client: S3ClientKind = "auto",
+                 part_bytes: int | None = None) -> None:
         if batch_size < 1 or shuffle_window < 1 or prefetch_shards < 0:
             msg = (f"batch_size and shuffle_window must be >= 1 and prefetch_shards >= 0, got "
                    f"{batch_size}, {shuffle_window}, {prefetch_shards}")
@@ -103,7 +108,8 @@ class StreamingDataset(IterableDataset[dict[str, Any]]):
         self.shuffle_window, self.prefetch_shards, self.drop_last = shuffle_window, prefetch_shards, drop_last
         self.rank, self.world_size = orders.resolve_rank_world(rank, world_size)
         self.cache = ShardCache(self.remote, local, self.index, cache_limit=cache_limit,
-                                storage_options=self.storage_options, s3_client=s3_client)
+                                storage_options=self.storage_options, s3_client=s3_client,
+                                part_bytes=part_bytes)
         # A window's shards, the next ones prefetched, and one being replaced.
         self.cache.check_limit(min(shuffle_window + prefetch_shards + 1, len(self.index.shards)))
         sizes = np.array([s.samples for s in self.index.shards], dtype=np.int64)

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import pydata
-from pydata.datasets import download as download_module
 from pydata.datasets.remote import RetryPolicy
 from pydata.datasets.streaming import StreamingDataset
 from pydata.errors import RemoteError
@@ -37,11 +36,9 @@ def dataset(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 @pytest.fixture(params=["one GET", "ranged parts"])
-def transfer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Shards come whole, or as parallel ranged GETs (those larger than PART_BYTES; made small)."""
-    if request.param == "ranged parts":
-        monkeypatch.setattr(download_module, "PART_BYTES", 8192)
-    return str(request.param)
+def part_bytes(request: pytest.FixtureRequest) -> int | None:
+    """Shards come whole (the default part size), or as parallel ranged GETs of 8 KiB."""
+    return None if request.param == "one GET" else 8192
 
 
 @pytest.fixture(params=["botocore", "fsspec"])
@@ -60,12 +57,13 @@ def check_epoch(ds: StreamingDataset, data: dict[str, np.ndarray]) -> None:
     assert sorted(ids) == list(range(SAMPLES))
 
 
-@pytest.mark.usefixtures("transfer")
 def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options: dict[str, Any],
-                          upload_dataset: Callable[..., str], tmp_path: Path, s3_client: str) -> None:
+                          upload_dataset: Callable[..., str], tmp_path: Path, s3_client: str,
+                          part_bytes: int | None) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
     ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=s3_options,
-                          s3_client=s3_client)  # type: ignore[arg-type]
+                          s3_client=s3_client, part_bytes=part_bytes)  # type: ignore[arg-type]
+    assert max(s.nbytes for s in ds.index.shards) > 2 * 8192  # several parts when ranged
     assert type(ds.cache.store).__name__ == {"botocore": "S3Store", "fsspec": "FsspecStore"}[s3_client]
     assert len(ds.index.shards) >= 5
     check_epoch(ds, dataset[1])
@@ -74,14 +72,13 @@ def test_an_epoch_from_s3(dataset: tuple[Path, Any], s3_bucket: str, s3_options:
     assert ds.cache.stats()["downloads"] == len(ds.index.shards)
 
 
-@pytest.mark.usefixtures("transfer")
 def test_faults_on_the_wire_lose_nothing(dataset: tuple[Path, Any], s3_bucket: str,
                                          upload_dataset: Callable[..., str], fault_proxy: Any,
                                          proxy_s3_options: dict[str, Any], tmp_path: Path,
-                                         s3_client: str) -> None:
+                                         s3_client: str, part_bytes: int | None) -> None:
     url = upload_dataset(dataset[0], s3_bucket)
     ds = StreamingDataset(url, batch_size=32, local=tmp_path / "cache", storage_options=proxy_s3_options,
-                          cache_limit=None, s3_client=s3_client)  # type: ignore[arg-type]
+                          cache_limit=None, s3_client=s3_client, part_bytes=part_bytes)  # type: ignore[arg-type]
     # Every kind surely (two resets in a row: aiohttp silently resends once), then at random.
     for kind in ("fail_503", "reset", "reset", "truncate"):
         fault_proxy.inject_next(kind)

@@ -248,3 +248,28 @@ def test_a_shard_just_over_the_part_size_is_one_get() -> None:
     part = download_module.PART_BYTES
     assert download_module.part_bounds(part + 6800) == [(0, part + 6800)]
     assert len(download_module.part_bounds(2 * part + 6800)) == 2
+
+
+def test_part_bytes_sets_the_ranged_gets(dataset: tuple[Path, DatasetIndex], tmp_path: Path) -> None:
+    path, index = dataset
+    entry = index.shards[0]
+    fs, root = open_filesystem(f"file://{path}")
+    ranges: list[tuple[int, int]] = []
+
+    class Counting(FsspecStore):
+        def chunks(self, path: str, start: int, end: int) -> Iterator[bytes]:
+            ranges.append((start, end))
+            return super().chunks(path, start, end)
+
+    pool = PartPool(2)
+    try:
+        download(Counting(fs), f"{root}/{entry.file}", tmp_path / "s", url="file://x", retry=FAST,
+                 expected_nbytes=entry.nbytes, expected_crc32c=entry.crc32c, pool=pool, part_bytes=1000)
+    finally:
+        pool.close()
+    bounds = download_module.part_bounds(entry.nbytes, 1000)
+    assert len(bounds) > 2
+    assert sorted((a, b if b < entry.nbytes else b - 1) for a, b in ranges) == bounds  # the last asks 1 more
+    assert (tmp_path / "s").read_bytes() == (path / entry.file).read_bytes()
+    with pytest.raises(ValueError, match="part_bytes must be >= 1, got 0"):
+        download_module.part_bounds(10, 0)
