@@ -109,7 +109,9 @@ def write_chart(results: dict[str, Any], path: Path) -> str:
         return f"no chart: matplotlib is not installed (the bench extra): {exc}"
     groups = sorted({(r["workload"], r["setting"]) for r in results["rows"]})
     systems = sorted({r["system"] for r in results["rows"]})
-    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 5))
+    family = {r["system"]: r.get("family", "") for r in results["rows"]}
+    colors = [plt.get_cmap("tab20")(k) for k in range(20)]  # one distinct color per system
+    fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(groups)), 5.5))
     width = 0.8 / max(len(systems), 1)
     for i, name in enumerate(systems):
         heights = []
@@ -117,14 +119,17 @@ def write_chart(results: dict[str, Any], path: Path) -> str:
             rows = [r for r in results["rows"] if (r["workload"], r["setting"]) == group]
             base = _best(rows, family="peer") or _best(rows) or 1.0
             heights.append((_best([r for r in rows if r["system"] == name]) or 0.0) / base)
-        ax.bar([g + i * width for g in range(len(groups))], heights, width, label=name)
+        ax.bar([g + i * width for g in range(len(groups))], heights, width, label=name,
+               color=colors[i % len(colors)], edgecolor="black", linewidth=0.3,
+               hatch="//" if family.get(name) == "pydata" else None)
     ax.set_xticks([g + 0.4 - width / 2 for g in range(len(groups))], [f"{w}\n{s}" for w, s in groups])
-    ax.set_ylabel("samples/s relative to the fastest peer (fastest system if no peer ran)")
+    ax.set_ylabel("x the fastest peer (log scale)")
+    ax.set_title("samples/s of each system's best variant, relative to the fastest peer "
+                 "(the fastest system where no peer ran); pydata hatched", fontsize=9)
     ax.set_yscale("log")
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.12), frameon=False)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return ""
 
