@@ -136,8 +136,7 @@ class BatchReader:
                     dst: npt.NDArray[Any] | None, threads: int | None) -> Any:
         as_ragged = self.ragged and dst is None and field.kind == "tensor"
         if self.io == "read":
-            value = self._pread.read(name, idx, dst, threads, self._where(name, idx))
-            return Ragged.from_rows(value, field.storage_dtype, None if value else 1) if as_ragged else value
+            return self._pread.read(name, idx, dst, threads, self._where(name, idx), ragged=as_ragged)
         if field.layout == "fixed":
             assert dst is not None
             if field.row_nbytes:

@@ -17,6 +17,7 @@ import numpy.typing as npt
 
 from pydata._core import FileReader, IndexedSections
 from pydata.errors import CorruptDataError
+from pydata.format.ragged import Ragged
 from pydata.format.reader import ShardReader, split_rows
 from pydata.format.schema import Field
 
@@ -49,9 +50,11 @@ class PreadPlan:
             self._length[name] = np.concatenate(lengths).astype(np.uint64) if lengths else np.zeros(0, np.uint64)
 
     def read(self, name: str, idx: npt.NDArray[np.int64], dst: npt.NDArray[Any] | None,
-             threads: int | None, where: Callable[[int], str] | None = None) -> Any:
-        """Field ``name`` of samples ``idx`` (already range-checked), as BatchReader returns it;
-        ``where`` describes row i (shard, field, row) for errors."""
+             threads: int | None, where: Callable[[int], str] | None = None, *,
+             ragged: bool = False) -> Any:
+        """Field ``name`` of samples ``idx`` (already range-checked), as BatchReader returns it
+        (with ``ragged``, a tensor field of varying shape as one :class:`Ragged`); ``where``
+        describes row i (shard, field, row) for errors."""
         field = self.fields[name]
         file_ids = self.shard_of[idx]
         if field.layout == "fixed":
@@ -66,10 +69,14 @@ class PreadPlan:
         np.cumsum(lengths, out=out_offsets[1:])
         payload = np.empty(int(out_offsets[-1]), dtype=np.uint8)
         self.reader.read(file_ids, self._begin[name][idx], lengths, payload, threads=threads)
-        if dst is not None:
+        if dst is not None or ragged:
             blobs = IndexedSections([(out_offsets, payload)], names=[f"field '{name}'"])
+            positions = np.arange(len(idx), dtype=np.int64)
             try:
-                return blobs.decode(np.arange(len(idx), dtype=np.int64), dst, threads=threads)
+                if dst is None:
+                    values, shapes = blobs.decode_ragged(positions, np.dtype(field.storage_dtype), threads=threads)
+                    return Ragged.from_values(values, shapes)
+                return blobs.decode(positions, dst, threads=threads)
             except CorruptDataError:
                 # The core knows only the batch row; decoding row by row names the shard.
                 split_rows(field, out_offsets, payload, where)
