@@ -216,6 +216,7 @@ class _Attempt:
 
     def _fetch_part(self, fd: int, start: int, end: int) -> None:
         last = end == self.nbytes  # asks one byte more: a longer remote file shows
+        whole = start == 0 and last  # the file is this one part: its CRC-32C runs along
         offset, crc = start, 0
         for piece in self.store.chunks(self.path, start, end + 1 if last else end):
             if offset + len(piece) > end:
@@ -225,13 +226,13 @@ class _Attempt:
                 _write_all(fd, memoryview(piece), offset)
             except OSError as exc:
                 raise LocalFailure(_disk_error(exc, self.tmp, self.nbytes)) from exc
-            if start == 0 and last:
+            if whole:
                 crc = checksum(piece, crc)
             offset += len(piece)
         if offset != end:
             msg = f"short body: {offset - start} of {end - start} bytes at offset {start}"
             raise DamagedBody(msg)
-        if start == 0 and last:
+        if whole:
             self.whole_crc = crc
 
     def _check(self, fd: int) -> None:

@@ -229,11 +229,11 @@ def open_store(url: str, storage_options: Mapping[str, Any] | None = None, *,
     protocol, _, rest = url.partition("://")
     options = dict(storage_options or {})
     if rest and protocol in ("s3", "s3a") and s3_client != "fsspec":
-        usable = _botocore_installed() and not unmapped_s3_options(options)
-        if s3_client == "botocore" and not _botocore_installed():
+        installed = _botocore_installed()
+        if s3_client == "botocore" and not installed:
             msg = f"{url}: s3_client='botocore' needs botocore: install pydata[s3]"
             raise ValueError(msg)
-        if usable or s3_client == "botocore":
+        if s3_client == "botocore" or (installed and not unmapped_s3_options(options)):
             return S3Store(options, connections), rest.rstrip("/")
     fs, path = open_filesystem(url, options)
     return FsspecStore(fs), path
